@@ -1,0 +1,34 @@
+# Two commands for a new user: `make sweep` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install sweep test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("sweep needs Python >= 3.11") if sys.version_info < (3, 11) else None'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+## The tutorial's grid on digits (lr x L2 x dropout x 5 folds), then the ranked results table.
+sweep: $(STAMP)
+	$(BIN)/sweep -m experiment=tutorial_grid
+
+## The whole suite, slow end-to-end tests included.
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## The suite without the slow end-to-end tests.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

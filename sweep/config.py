@@ -1,0 +1,319 @@
+"""Config schemas, their registration with Hydra, and the checks no type can express.
+
+Every YAML preset in ``conf/<group>/`` extends one of the dataclasses below (through
+``defaults: [<name>_schema, _self_]``), so Hydra rejects unknown keys and wrong types
+while composing. :func:`validate` then checks ranges and cross-key rules before any
+work is done, raising :class:`SweepConfigError` with a message naming the key.
+
+Groups whose nodes carry a ``_target_`` (``dataset``, ``model``, ``optimizer``) are
+built with :func:`build`: every key except the bookkeeping ones is passed to the
+target, so a user can point ``_target_`` at their own function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Collection, Optional
+
+from hydra.core.config_store import ConfigStore
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class SweepConfigError(ValueError):
+    """A config value, override or input file that cannot be used; the message names it."""
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+@dataclass
+class TaskConfig:
+    name: str = "classify"  # classify | cluster: which task function runs
+    metric: str = "val_accuracy"  # the value the entrypoint returns to Hydra sweepers
+
+
+@dataclass
+class DatasetConfig:
+    _target_: str = MISSING  # a function returning sweep.data.Arrays
+    name: str = MISSING
+    test_size: float = 0.2  # fraction cut off first and never seen by the sweep
+    stratify: bool = True
+    split_seed: int = 0  # fixes the test split, whatever the training seed
+
+
+@dataclass
+class DigitsConfig(DatasetConfig):
+    _target_: str = "sweep.data.digits"
+    name: str = "digits"
+
+
+@dataclass
+class KerasNpzConfig(DatasetConfig):
+    _target_: str = "sweep.data.keras_npz"
+    filename: str = MISSING  # looked up in Keras' cache dir when path is null
+    path: Optional[str] = None
+
+
+@dataclass
+class SyntheticConfig(DatasetConfig):
+    _target_: str = "sweep.data.synthetic"
+    name: str = "synthetic"
+    n_samples: int = 1000
+    n_features: int = 20
+    n_informative: int = 10
+    n_classes: int = 3
+    seed: int = 0
+
+
+@dataclass
+class NpzConfig(DatasetConfig):
+    _target_: str = "sweep.data.npz"
+    name: str = "npz"
+    path: str = MISSING
+
+
+@dataclass
+class MLPConfig:
+    _target_: str = "sweep.models.mlp"
+    name: str = "mlp"
+    hidden_units: list[int] = field(default_factory=lambda: [128])
+    activation: str = "relu"
+
+
+@dataclass
+class CNNConfig:
+    _target_: str = "sweep.models.cnn"
+    name: str = "cnn"
+    filters: list[int] = field(default_factory=lambda: [16, 32])
+    kernel_size: int = 3
+    hidden_units: list[int] = field(default_factory=lambda: [64])
+    activation: str = "relu"
+
+
+@dataclass
+class KMeansConfig:
+    _target_: str = "sklearn.cluster.KMeans"
+    name: str = "kmeans"
+    n_clusters: int = 10
+    init: str = "k-means++"
+    n_init: Any = "auto"
+    max_iter: int = 300
+
+
+@dataclass
+class RegularizerConfig:
+    name: str = "none"
+    l1: float = 0.0  # L1 penalty on every hidden kernel
+    l2: float = 0.0  # L2 penalty on every hidden kernel
+    dropout: float = 0.0  # dropout rate after every hidden layer
+
+
+@dataclass
+class OptimizerConfig:
+    _target_: str = MISSING  # called with learning_rate=lr and the other keys
+    name: str = MISSING
+    lr: float = 1e-3
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    _target_: str = "keras.optimizers.Adam"
+    name: str = "adam"
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    _target_: str = "keras.optimizers.SGD"
+    name: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    _target_: str = "keras.optimizers.RMSprop"
+    name: str = "rmsprop"
+    rho: float = 0.9
+    momentum: float = 0.0
+
+
+@dataclass
+class HoldoutConfig:
+    name: str = "holdout"
+    size: float = 0.2  # a fraction of the training rows, or a row count (>= 1)
+    shuffle: bool = True  # false: the last rows are held out, as in the tutorial
+    seed: int = 0
+
+
+@dataclass
+class KFoldConfig:
+    name: str = "kfold"
+    n_splits: int = 5
+    shuffle: bool = True
+    seed: int = 0
+    fold: Optional[int] = None  # an index runs one fold (a sweep axis); null runs all
+
+
+@dataclass
+class StratifiedKFoldConfig(KFoldConfig):
+    name: str = "stratified_kfold"
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 10
+    batch_size: int = 32
+    early_stopping_patience: Optional[int] = None  # null: no early stopping
+    early_stopping_monitor: str = "val_loss"
+    save_model: bool = True
+    verbose: int = 0
+
+
+@dataclass
+class Config:
+    task: Any = MISSING
+    dataset: Any = MISSING
+    model: Any = MISSING
+    regularizer: Any = MISSING
+    optimizer: Any = MISSING
+    validation: Any = MISSING
+    trainer: Any = MISSING
+    seed: int = 0
+
+
+SCHEMAS: dict[tuple[str | None, str], type] = {
+    (None, "base_config"): Config,
+    ("task", "task_schema"): TaskConfig,
+    ("dataset", "digits_schema"): DigitsConfig,
+    ("dataset", "keras_npz_schema"): KerasNpzConfig,
+    ("dataset", "synthetic_schema"): SyntheticConfig,
+    ("dataset", "npz_schema"): NpzConfig,
+    ("model", "mlp_schema"): MLPConfig,
+    ("model", "cnn_schema"): CNNConfig,
+    ("model", "kmeans_schema"): KMeansConfig,
+    ("regularizer", "regularizer_schema"): RegularizerConfig,
+    ("optimizer", "adam_schema"): AdamConfig,
+    ("optimizer", "sgd_schema"): SGDConfig,
+    ("optimizer", "rmsprop_schema"): RMSpropConfig,
+    ("validation", "holdout_schema"): HoldoutConfig,
+    ("validation", "kfold_schema"): KFoldConfig,
+    ("validation", "stratified_kfold_schema"): StratifiedKFoldConfig,
+    ("trainer", "trainer_schema"): TrainerConfig,
+}
+
+
+def register_configs() -> None:
+    """Store every schema in Hydra's ConfigStore (idempotent)."""
+    store = ConfigStore.instance()
+    for (group, name), node in SCHEMAS.items():
+        store.store(group=group, name=name, node=node)
+
+
+register_configs()
+
+
+def config_dir() -> str:
+    """The ``conf/`` folder: inside the package when installed from a wheel, else the repo's."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "conf"
+    return str(packaged if packaged.is_dir() else here.parent / "conf")
+
+
+# ------------------------------------------------------------------------ validation
+
+
+def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise SweepConfigError(f"{key}={value!r}: {allowed}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check ranges and cross-key rules that the schemas' types cannot express.
+
+    Only keys present are checked, so user-supplied groups without them pass through.
+    """
+    opt, reg, val, trainer = (cfg.get(g) or {} for g in ("optimizer", "regularizer", "validation", "trainer"))
+    model, data, task = cfg.get("model") or {}, cfg.get("dataset") or {}, cfg.get("task") or {}
+    _check(task.get("name") in ("classify", "cluster"), "task.name", task.get("name"), "must be classify or cluster")
+    if "lr" in opt:
+        _check(opt.lr > 0, "optimizer.lr", opt.lr, "must be > 0")
+    for key in ("l1", "l2"):
+        if key in reg:
+            _check(reg[key] >= 0, f"regularizer.{key}", reg[key], "must be >= 0")
+    if "dropout" in reg:
+        _check(0 <= reg.dropout < 1, "regularizer.dropout", reg.dropout, "must be in [0, 1)")
+    if "test_size" in data:
+        _check(0 < data.test_size < 1, "dataset.test_size", data.test_size, "must be a fraction in (0, 1)")
+    if "size" in val:
+        size = val.size
+        _check(size > 0, "validation.size", size, "must be a fraction in (0, 1) or a row count >= 1")
+        _check(size < 1 or float(size).is_integer(), "validation.size", size, "a row count must be a whole number")
+    if "n_splits" in val:
+        _check(val.n_splits >= 2, "validation.n_splits", val.n_splits, "must be >= 2")
+        fold = val.get("fold")
+        _check(
+            fold is None or 0 <= fold < val.n_splits,
+            "validation.fold",
+            fold,
+            f"must be null (all folds) or in [0, {val.n_splits})",
+        )
+    for key in ("epochs", "batch_size"):
+        if key in trainer:
+            _check(trainer[key] >= 1, f"trainer.{key}", trainer[key], "must be >= 1")
+    if "hidden_units" in model:
+        units = list(model.hidden_units)
+        _check(bool(units) and all(u > 0 for u in units), "model.hidden_units", units, "must be a non-empty list of positive ints")
+    if "n_clusters" in model:
+        _check(model.n_clusters >= 2, "model.n_clusters", model.n_clusters, "must be >= 2")
+    if task.get("name") == "cluster":
+        _check("n_clusters" in model, "model", model.get("name"), "task=cluster needs a clustering model (model=kmeans)")
+    elif task.get("name") == "classify":
+        _check("n_clusters" not in model, "model", model.get("name"), "task=classify needs a network (model=mlp or cnn)")
+
+
+# --------------------------------------------------------------------- small helpers
+
+
+def build(node: DictConfig, reserved: Collection[str] = (), **injected: Any) -> Any:
+    """Instantiate ``node._target_`` with the node's keys (minus ``name`` and ``reserved``) and ``injected``."""
+    kwargs = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(kwargs, dict)
+    for key in ("name", *reserved):
+        kwargs.pop(key, None)
+    try:
+        return instantiate(kwargs, **injected, _convert_="all")
+    except InstantiationException as error:
+        if isinstance(error.__cause__, SweepConfigError):
+            raise error.__cause__ from None
+        raise
+
+
+def flatten(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as ``{"optimizer.lr": 0.001, ...}``; lists stay lists."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+#: Keys that change neither the metrics nor the artifacts, left out of the fingerprint.
+UNFINGERPRINTED = frozenset({"trainer.verbose"})
+
+
+def fingerprint(flat: dict[str, Any]) -> str:
+    """A short hash of the resolved config: equal configs, equal fingerprints."""
+    kept = {k: v for k, v in flat.items() if k not in UNFINGERPRINTED}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,88 @@
+"""One ``result.json`` per run: written atomically, read back tolerantly.
+
+A record is a flat JSON object: ``status``, the resolved config under dotted keys,
+metrics under their plain names, timing, seed, versions and the config's fingerprint.
+It is written last, after the run's other files, so its presence means the run is whole.
+Nothing here knows about Keras or Hydra.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RECORD = "result.json"
+HISTORY = "history.csv"
+
+#: A run's outcome: ``completed``, ``failed`` (it raised) or ``diverged`` (its loss became NaN/inf).
+STATUSES = ("completed", "failed", "diverged")
+
+
+def atomic_write(path: Path, write: Callable[[str], Any]) -> None:
+    """Call ``write`` on a temporary sibling of ``path`` (same suffix), then rename it into place.
+
+    A reader, or a run killed at any instant, sees the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_record(job_dir: Path, record: dict[str, Any]) -> Path:
+    """Write ``record`` as ``job_dir/result.json``, atomically."""
+    path = Path(job_dir) / RECORD
+    write_text(path, json.dumps(record, indent=1, sort_keys=False, default=str) + "\n")
+    return path
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """The record in ``path`` (a ``result.json`` or the dir holding one); raises ``OSError``/``ValueError`` if unreadable."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORD
+    record = json.loads(path.read_text())
+    if not isinstance(record, dict) or "status" not in record:
+        raise ValueError(f"{path}: not a sweep record")
+    return record
+
+
+def find_records(root: Path) -> Iterable[Path]:
+    """Every ``result.json`` below ``root`` (or ``root`` itself if it is one), in a stable order."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    return sorted(root.rglob(RECORD), key=lambda p: (len(p.parts), str(p)))
+
+
+def history_csv(history: list[dict[str, float]]) -> str:
+    """Per-epoch rows as CSV text, columns in first-seen order."""
+    columns: list[str] = []
+    for row in history:
+        columns += [c for c in row if c not in columns]
+    lines = [",".join(columns)] + [",".join(repr(row.get(c, "")) for c in columns) for row in history]
+    return "\n".join(lines) + "\n"
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the libraries that decide a run's numbers."""
+    found = {}
+    for name in ("sweep", "tensorflow", "keras", "scikit-learn", "numpy"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "missing"
+    return found

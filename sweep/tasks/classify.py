@@ -1,0 +1,76 @@
+"""Supervised classification: build the configured Keras model, fit it on one fold, report metrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from omegaconf import DictConfig
+
+from sweep.backend import keras
+from sweep.config import build
+from sweep.tasks import Fitted
+
+
+def build_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int):
+    """The compiled model that ``cfg.model``, ``cfg.regularizer`` and ``cfg.optimizer`` describe."""
+    reg = cfg.regularizer
+    model = build(
+        cfg.model,
+        input_shape=list(input_shape),
+        n_classes=n_classes,
+        l1=reg.get("l1", 0.0),
+        l2=reg.get("l2", 0.0),
+        dropout=reg.get("dropout", 0.0),
+    )
+    optimizer = build(cfg.optimizer, reserved=("lr",), learning_rate=cfg.optimizer.lr)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def classify(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Fitted:
+    """Train a fresh model on the training rows, validating every epoch; stop at once if the loss becomes NaN/inf.
+
+    Metrics come from the last epoch, or from the best one when early stopping restored
+    its weights: ``train_loss``/``train_accuracy`` (epoch averages, as Keras reports them),
+    ``val_loss``/``val_accuracy``, ``best_val_accuracy``, ``best_epoch`` (1-based), ``epochs_run``.
+    """
+    trainer = cfg.trainer
+    n_classes = int(max(y_train.max(), y_val.max())) + 1
+    model = build_model(cfg, x_train.shape[1:], n_classes)
+    callbacks = [keras().callbacks.TerminateOnNaN()]
+    patience = trainer.get("early_stopping_patience")
+    if patience is not None:
+        callbacks.append(
+            keras().callbacks.EarlyStopping(
+                monitor=trainer.early_stopping_monitor, patience=patience, restore_best_weights=True
+            )
+        )
+    fit = model.fit(
+        x_train,
+        y_train,
+        epochs=trainer.epochs,
+        batch_size=trainer.batch_size,
+        validation_data=(x_val, y_val),
+        callbacks=callbacks,
+        verbose=trainer.verbose,
+    )
+    history = [dict(zip(fit.history, map(float, values))) for values in zip(*fit.history.values())]
+    for epoch, row in enumerate(history, start=1):
+        row["epoch"] = epoch
+    diverged = not all(math.isfinite(row.get("loss", math.nan)) for row in history)
+    val_acc = [row.get("val_accuracy", math.nan) for row in history]
+    best = int(np.nanargmax(val_acc)) if not np.isnan(val_acc).all() else len(history) - 1
+    restored = patience is not None and callbacks[-1].stopped_epoch > 0
+    final = history[best] if restored else history[-1]
+    metrics = {
+        "train_loss": final.get("loss", math.nan),
+        "train_accuracy": final.get("accuracy", math.nan),
+        "val_loss": final.get("val_loss", math.nan),
+        "val_accuracy": final.get("val_accuracy", math.nan),
+        "best_val_accuracy": val_acc[best],
+        "best_epoch": best + 1,
+        "epochs_run": len(history),
+    }
+    artifacts = {"model.keras": model.save} if trainer.save_model and not diverged else {}
+    return Fitted(metrics, history, artifacts, diverged)
