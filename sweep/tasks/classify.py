@@ -55,9 +55,10 @@ def classify(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: n
         callbacks=callbacks,
         verbose=trainer.verbose,
     )
-    history = [dict(zip(fit.history, map(float, values))) for values in zip(*fit.history.values())]
-    for epoch, row in enumerate(history, start=1):
-        row["epoch"] = epoch
+    history = [
+        {"epoch": epoch, **dict(zip(fit.history, map(float, values)))}
+        for epoch, values in enumerate(zip(*fit.history.values()), start=1)
+    ]
     diverged = not all(math.isfinite(row.get("loss", math.nan)) for row in history)
     val_acc = [row.get("val_accuracy", math.nan) for row in history]
     best = int(np.nanargmax(val_acc)) if not np.isnan(val_acc).all() else len(history) - 1
