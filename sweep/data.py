@@ -92,15 +92,18 @@ def npz(path: str) -> Arrays:
 
 
 def synthetic(
-    n_samples: int = 1000, n_features: int = 20, n_informative: int = 10, n_classes: int = 3, seed: int = 0
+    n_samples: int = 1000, n_features: int = 20, n_informative: int | None = None, n_classes: int = 3, seed: int = 0
 ) -> Arrays:
-    """A classification problem from ``sklearn.datasets.make_classification``, sized by config."""
+    """A classification problem from ``sklearn.datasets.make_classification``, sized by config.
+
+    ``n_informative`` defaults to half the features; the others are noise.
+    """
     from sklearn.datasets import make_classification
 
     x, y = make_classification(
         n_samples=n_samples,
         n_features=n_features,
-        n_informative=n_informative,
+        n_informative=n_informative or max(2, n_features // 2),
         n_redundant=0,
         n_classes=n_classes,
         random_state=seed,
