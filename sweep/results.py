@@ -1,0 +1,317 @@
+"""A sweep's records as pandas tables: one row per run (:func:`load`), one row per config (:func:`summarize`).
+
+Tables are read from the ``result.json`` records on disk, so they work for any launcher,
+while a sweep runs and after it crashed. The summary follows scikit-learn's
+``GridSearchCV.cv_results_``: ``mean_<m>``, ``std_<m>`` (ddof=0), ``split<k>_<m>`` and
+``rank_<metric>`` (1 = best), with the folds of a config aggregated.
+
+    >>> runs = load("outputs/multirun/2026-11-26/14-00-00")
+    >>> summary = summarize(runs, metric="val_accuracy")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sweep.records import atomic_write, find_records, read_record
+
+RESULTS_CSV = "results.csv"
+RESULTS_PARQUET = "results.parquet"
+SUMMARY_CSV = "summary.csv"
+
+#: The key that names a run's fold; it is aggregated over, never grouped by.
+FOLD = "validation.fold"
+
+#: Config keys without a dot (the others are ``group.key``).
+TOP_LEVEL_KEYS = frozenset({"seed"})
+
+#: Record fields that are neither config keys nor metrics.
+BOOKKEEPING = frozenset(
+    {
+        "sweep_dir", "job_num", "status", "error", "fingerprint", "overrides", "output_dir", "started_at",
+        "fit_time_s", "elapsed_s", "versions", "fold_metrics", "artifacts", "reused_from", "refit_of",
+    }
+)  # fmt: skip
+
+#: Whether a larger value is better, by metric name without its ``train_``/``val_``/``test_``/``best_`` prefixes.
+GREATER_IS_BETTER = {
+    "accuracy": True,
+    "ari": True,
+    "nmi": True,
+    "silhouette": True,
+    "loss": False,
+    "inertia": False,
+    "fit_time_s": False,
+}
+
+
+class SkippedRecordWarning(UserWarning):
+    """A record that is missing or unreadable; :func:`load` skipped it."""
+
+
+def greater_is_better(metric: str) -> bool:
+    """Whether a larger ``metric`` is better (``val_accuracy``: yes, ``val_loss``: no); ``ValueError`` if unknown."""
+    name = re.sub(r"^(?:mean_|train_|val_|test_|best_)+", "", metric)
+    if name not in GREATER_IS_BETTER:
+        known = ", ".join(sorted(GREATER_IS_BETTER))
+        raise ValueError(f"metric {metric!r}: no known direction to rank by (known, with prefixes val_/train_: {known})")
+    return GREATER_IS_BETTER[name]
+
+
+def is_config_key(column: str) -> bool:
+    """Whether a per-run column holds a config value (``optimizer.lr``, ``seed``)."""
+    return column not in BOOKKEEPING and ("." in column or column in TOP_LEVEL_KEYS)
+
+
+# ------------------------------------------------------------------------- per run
+
+
+def load(*paths: str | Path) -> pd.DataFrame:
+    """One row per run found under ``paths`` (sweep dirs, run dirs or ``result.json`` files).
+
+    Columns: ``sweep_dir``, ``job_num``, ``status``, ``error``, the dotted config keys,
+    the metrics under their plain names, ``fit_time_s`` and the other record fields;
+    ``output_dir`` is the dir the record was read from. Lists become tuples, so they can
+    be grouped. Job dirs without a record and unreadable records are skipped with a
+    :class:`SkippedRecordWarning` naming the path, and listed in ``df.attrs["skipped"]``.
+    Refit records (``refit_of``) are not runs of the sweep and are left out.
+    """
+    rows: list[dict[str, Any]] = []
+    skipped: list[tuple[str, str]] = []
+    for root in map(Path, paths):
+        if not root.exists():
+            skipped.append((str(root), "no such file or directory"))
+            continue
+        skipped += [(str(d), "no result.json (crashed, killed or still running)") for d in _dirs_without_record(root)]
+        for path in find_records(root):
+            try:
+                record = read_record(path)
+            except (OSError, ValueError) as error:
+                skipped.append((str(path), f"unreadable record ({error})"))
+                continue
+            if "refit_of" not in record:
+                rows.append(_row(record, path.parent.resolve()))
+    for path, reason in skipped:
+        warnings.warn(f"skipped {path}: {reason}", SkippedRecordWarning, stacklevel=2)
+    runs = _frame(rows)
+    runs.attrs["skipped"] = skipped
+    return runs
+
+
+def _dirs_without_record(root: Path) -> list[Path]:
+    """Hydra job dirs (they hold ``.hydra/``) under ``root`` that have no record."""
+    if not root.is_dir():
+        return []
+    return sorted(d.parent for d in root.rglob(".hydra") if not (d.parent / "result.json").exists())
+
+
+def _row(record: dict[str, Any], job_dir: Path) -> dict[str, Any]:
+    row = {key: value if key == "fold_metrics" else _cell(value) for key, value in record.items()}
+    row["output_dir"] = str(job_dir)
+    sweep_dir = next((d for d in (job_dir, *job_dir.parents) if (d / "multirun.yaml").is_file()), job_dir)
+    row["sweep_dir"] = str(sweep_dir)
+    return row
+
+
+def _cell(value: Any) -> Any:
+    """A hashable, readable table cell: lists become tuples, dicts JSON text."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rows as a DataFrame with typed columns, in a readable column order, sorted by sweep and job."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    series = {c: _series([row.get(c) for row in rows]) for c in columns}
+    lead = [c for c in ("sweep_dir", "job_num", "status", "error") if c in series]
+    config = [c for c in columns if is_config_key(c)]
+    metrics = [c for c in columns if _is_metric(c, series[c])]
+    timing = [c for c in ("fit_time_s", "elapsed_s") if c in series]
+    rest = [c for c in columns if c not in {*lead, *config, *metrics, *timing}]
+    runs = pd.DataFrame({c: series[c] for c in lead + config + metrics + timing + rest})
+    if rows:
+        order = runs["job_num"].astype("Float64").fillna(-1) if "job_num" in runs else 0
+        runs = runs.assign(_order=order).sort_values(["sweep_dir", "_order"], kind="stable").drop(columns="_order")
+    return runs.reset_index(drop=True)
+
+
+def _series(values: list[Any]) -> pd.Series:
+    """A column keeping the records' types: ints stay ints (nullable if some are missing), floats floats."""
+    present = [v for v in values if v is not None]
+    complete = len(present) == len(values)
+    if present and all(isinstance(v, bool) for v in present):
+        return pd.Series(values, dtype=bool if complete else "boolean")
+    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return pd.Series(values, dtype="int64" if complete else "Int64")
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return pd.Series([math.nan if v is None else v for v in values], dtype="float64")
+    return pd.Series(values, dtype=object)
+
+
+def _is_metric(column: str, values: pd.Series) -> bool:
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    return numeric and "." not in column and column not in BOOKKEEPING and column not in TOP_LEVEL_KEYS
+
+
+def metric_names(runs: pd.DataFrame) -> list[str]:
+    """The metrics the runs report (numeric record fields that are not config or bookkeeping)."""
+    names = [c for c in runs.columns if _is_metric(c, runs[c])]
+    for folds in runs.get("fold_metrics", pd.Series(dtype=object)):
+        if isinstance(folds, list):
+            names += [k for fold in folds for k in fold if k not in names and k != "fold" and k not in BOOKKEEPING]
+    return names
+
+
+# ------------------------------------------------------------------------- summary
+
+
+def default_metric(runs: pd.DataFrame) -> str:
+    """The runs' ``task.metric``; ``ValueError`` when they name none or several."""
+    named = runs["task.metric"].dropna().unique() if "task.metric" in runs else []
+    if len(named) != 1:
+        raise ValueError(f"the runs name {len(named)} task.metric values ({', '.join(map(str, named))}); pass metric=")
+    return str(named[0])
+
+
+def group_keys(runs: pd.DataFrame, aggregate_seeds: bool = False) -> list[str]:
+    """The config keys whose value varies across ``runs``, except ``validation.fold`` (and ``seed``)."""
+    left_out = {FOLD, "seed"} if aggregate_seeds else {FOLD}
+    return [
+        c for c in runs.columns if is_config_key(c) and c not in left_out and runs[c].nunique(dropna=False) > 1
+    ]
+
+
+def fold_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per fold trained: a run that trained every fold in-process becomes one row per ``fold_metrics`` entry."""
+    if "fold_metrics" not in runs:
+        return runs
+    expanded = runs["fold_metrics"].map(lambda folds: isinstance(folds, list) and len(folds) > 0)
+    rows = [
+        {**run, **{k: v for k, v in fold.items() if k != "fold"}, FOLD: fold["fold"]}
+        for run in runs[expanded].to_dict("records")
+        for fold in run["fold_metrics"]
+    ]
+    parts = [runs[~expanded], pd.DataFrame(rows, columns=runs.columns)] if rows else [runs]
+    return pd.concat(parts, ignore_index=True).drop(columns="fold_metrics")
+
+
+def summarize(runs: pd.DataFrame, metric: str | None = None, aggregate_seeds: bool = False) -> pd.DataFrame:
+    """One row per config, its folds (and seeds, if ``aggregate_seeds``) aggregated, ranked by ``metric``.
+
+    Columns: ``rank_<metric>`` (1 = best; configs with a failed or diverged run, or a NaN
+    mean, rank last), the varying config keys (:func:`group_keys`), ``n_runs``,
+    ``n_failed``, ``mean_fit_time_s`` (per fold), then for each metric ``mean_<m>``,
+    ``std_<m>`` (population std, ddof=0, as scikit-learn) and ``split<k>_<m>`` (fold ``k``;
+    the mean when several runs share a fold). A failed fold makes the mean NaN.
+    ``metric`` defaults to the runs' ``task.metric``. Sorted by rank.
+    """
+    metric = metric or default_metric(runs)
+    higher = greater_is_better(metric)
+    keys = group_keys(runs, aggregate_seeds)
+    names = [metric] + [m for m in metric_names(runs) if m != metric]
+    folds = fold_rows(runs)
+    groups = folds.groupby(keys, dropna=False, sort=False) if keys else [((), folds)]
+    table = []
+    for key, sub in groups:
+        row: dict[str, Any] = dict(zip(keys, key))
+        per_run = sub.drop_duplicates("output_dir")
+        row["n_runs"] = len(per_run)
+        row["n_failed"] = int((per_run["status"] != "completed").sum())
+        row["mean_fit_time_s"] = float(np.nanmean(_floats(sub, "fit_time_s"))) if sub["fit_time_s"].notna().any() else math.nan
+        by_fold = [(int(k), part) for k, part in sub.groupby(FOLD)] if FOLD in sub else []
+        for m in names:
+            values = _floats(sub, m)
+            row[f"mean_{m}"], row[f"std_{m}"] = float(values.mean()), float(values.std())
+            for k, part in by_fold:
+                row[f"split{k}_{m}"] = float(_floats(part, m).mean())
+        table.append(row)
+    summary = pd.DataFrame(table)
+    score = summary[f"mean_{metric}"].where(summary["n_failed"] == 0)
+    rank = score.rank(method="min", ascending=not higher, na_option="bottom").astype(int)
+    summary.insert(0, f"rank_{metric}", rank)
+    return summary.sort_values(f"rank_{metric}", kind="stable").reset_index(drop=True)
+
+
+def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
+    if column not in frame:
+        return np.full(len(frame), math.nan)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float, na_value=math.nan)
+
+
+def runs_of(runs: pd.DataFrame, config: pd.Series) -> pd.DataFrame:
+    """The rows of ``runs`` that belong to ``config`` (a row of :func:`summarize`): equal on its config keys."""
+    match = pd.Series(True, index=runs.index)
+    for key in (k for k in config.index if is_config_key(k) and k in runs):
+        match &= runs[key].map(lambda value, want=config[key]: _same(value, want))
+    return runs[match]
+
+
+def _same(a: Any, b: Any) -> bool:
+    missing_a, missing_b = _missing(a), _missing(b)
+    return missing_a and missing_b if missing_a or missing_b else bool(a == b)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+# --------------------------------------------------------------------- on disk
+
+
+def for_file(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` ready for CSV and parquet: tuples, lists and other non-text objects become JSON text (``[128, 64]``)."""
+    out = table.copy()
+    out.attrs = {}
+    for column in out.columns[out.dtypes == object]:
+        out[column] = out[column].map(_text)
+    return out
+
+
+def _text(value: Any) -> Any:
+    if _missing(value) or isinstance(value, str):
+        return None if _missing(value) else value
+    return json.dumps(value, default=str)
+
+
+def write_tables(sweep_dir: str | Path, metric: str | None = None) -> pd.DataFrame:
+    """Write ``results.csv``, ``results.parquet`` and ``summary.csv`` into ``sweep_dir``, atomically; return the summary.
+
+    With no run records found, nothing is written and the summary is empty.
+    """
+    sweep_dir = Path(sweep_dir)
+    runs = load(sweep_dir)
+    if runs.empty:
+        return pd.DataFrame()
+    summary = summarize(runs, metric)
+    on_disk = for_file(runs)
+    atomic_write(sweep_dir / RESULTS_CSV, lambda tmp: on_disk.to_csv(tmp, index=False))
+    atomic_write(sweep_dir / RESULTS_PARQUET, lambda tmp: on_disk.to_parquet(tmp, index=False))
+    atomic_write(sweep_dir / SUMMARY_CSV, lambda tmp: for_file(summary).to_csv(tmp, index=False))
+    return summary
+
+
+def format_summary(summary: pd.DataFrame, top: int | None = 10) -> str:
+    """The top ``top`` rows of ``summary`` as text: rank, varying keys, the ranking metric's mean and std, counts, time."""
+    if summary.empty:
+        return "no runs recorded"
+    rank = summary.columns[0]
+    metric = rank.removeprefix("rank_")
+    keys = [c for c in summary.columns if is_config_key(c)]
+    columns = [rank, *keys, f"mean_{metric}", f"std_{metric}", "n_runs", "n_failed", "mean_fit_time_s"]
+    shown = summary[columns].head(top) if top else summary[columns]
+    direction = "higher" if greater_is_better(metric) else "lower"
+    title = f"{len(shown)} of {len(summary)} configs ranked by {metric} ({direction} is better)"
+    return title + "\n" + shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
