@@ -182,7 +182,7 @@ def default_metric(runs: pd.DataFrame) -> str:
     """The runs' ``task.metric``; ``ValueError`` when they name none or several."""
     named = runs["task.metric"].dropna().unique() if "task.metric" in runs else []
     if len(named) != 1:
-        raise ValueError(f"the runs name {len(named)} task.metric values ({', '.join(map(str, named))}); pass metric=")
+        raise ValueError(f"the runs name {len(named)} task.metric values ({', '.join(map(str, named))}); name the metric to rank by")
     return str(named[0])
 
 

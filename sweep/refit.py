@@ -1,0 +1,126 @@
+"""Refit: retrain a sweep's rank-1 config on all its rows (training + validation) and score it once on the test split.
+
+The test split (``sweep.data.Dataset.x_test``) is used here and nowhere else: the sweep
+chose the config without it. The refit record, ``<sweep dir>/refit/result.json``, holds
+``test_*`` metrics, ``train_*`` metrics on the rows it was fitted on, and ``refit_of`` (the
+job whose config it is), which keeps :func:`sweep.results.load` from counting it as a run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+
+from sweep.config import fingerprint, flatten, validate
+from sweep.data import load_dataset
+from sweep.records import atomic_write, versions, write_record
+from sweep.results import load, runs_of, summarize
+from sweep.tasks import Fitted, get_task
+
+REFIT_DIR = "refit"
+
+#: Task metrics kept under their own name: they describe the fit, not the rows it is scored on.
+KEPT = frozenset({"epochs_run"})
+#: Task metrics dropped: picking an epoch by its test score would be tuning on the test split.
+DROPPED = frozenset({"best_val_accuracy", "best_epoch"})
+
+
+def best_config(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: bool = False) -> tuple[Path, DictConfig, dict[str, Any]]:
+    """The rank-1 config of the sweep: a completed job dir of it, its config (``.hydra/config.yaml``) and its summary row."""
+    runs = load(sweep_dir)
+    if runs.empty:
+        raise ValueError(f"{sweep_dir}: no run records to choose a config from")
+    summary = summarize(runs, metric, aggregate_seeds)
+    best = summary.iloc[0]
+    metric = summary.columns[0].removeprefix("rank_")
+    if best["n_failed"] or math.isnan(best[f"mean_{metric}"]):
+        raise ValueError(f"{sweep_dir}: no config completed all its runs with a {metric}; nothing to refit")
+    done = runs_of(runs, best)
+    job_dir = Path(done[done["status"] == "completed"]["output_dir"].iloc[0])
+    cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
+    assert isinstance(cfg, DictConfig)
+    stopped = pd.to_numeric(done["best_epoch"], errors="coerce").dropna().tolist() if "best_epoch" in done else []
+    chosen = {"metric": metric, f"mean_{metric}": float(best[f"mean_{metric}"]), "best_epochs": stopped}
+    return job_dir, cfg, chosen
+
+
+def refit_config(cfg: DictConfig, best_epochs: list[float] | None = None) -> DictConfig:
+    """``cfg`` made ready to train without validation rows: early stopping is replaced by a fixed epoch count.
+
+    The count is the mean of the sweep runs' ``best_epoch`` (``best_epochs``), rounded, when they stopped early.
+    """
+    cfg = cfg.copy()
+    trainer = cfg.get("trainer")
+    if trainer is not None and trainer.get("early_stopping_patience") is not None:
+        if best_epochs:
+            trainer.epochs = max(1, round(sum(best_epochs) / len(best_epochs)))
+        trainer.early_stopping_patience = None
+    return cfg
+
+
+def as_test_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """The task's metrics renamed for a fit scored on the test rows: ``val_x``/``x`` become ``test_x``; ``train_*`` stay."""
+    out = {}
+    for name, value in metrics.items():
+        if name in DROPPED:
+            continue
+        out[name if name.startswith("train_") or name in KEPT or name == "fit_time_s" else f"test_{name.removeprefix('val_')}"] = value
+    return out
+
+
+def refit(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: bool = False) -> dict[str, Any]:
+    """Retrain the sweep's rank-1 config on all non-test rows, score it on the test rows, write and return its record.
+
+    Never raises for a failing fit: the record then has ``status`` ``failed`` and ``error``.
+    """
+    sweep_dir = Path(sweep_dir)
+    job_dir, cfg, chosen = best_config(sweep_dir, metric, aggregate_seeds)
+    cfg = refit_config(cfg, chosen.pop("best_epochs"))
+    out_dir = sweep_dir / REFIT_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    flat = flatten(cfg)
+    record: dict[str, Any] = {
+        "status": "failed",
+        "error": None,
+        "refit_of": str(job_dir),
+        "selected_by": chosen.pop("metric"),
+        **chosen,
+        "fingerprint": fingerprint(flat),
+        "output_dir": str(out_dir),
+        "seed": cfg.get("seed"),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **flat,
+    }
+    try:
+        validate(cfg)
+        data = load_dataset(cfg.dataset)
+        record |= {"n_train_rows": len(data.y), "n_test_rows": len(data.y_test)}
+        fit = _fit(cfg, data.x, data.y, data.x_test, data.y_test)
+        record |= as_test_metrics(fit.metrics)
+        record["status"] = "diverged" if fit.diverged else "completed"
+        for name, write in fit.artifacts.items():
+            atomic_write(out_dir / name, write)
+    except Exception as error:
+        record["error"] = f"{type(error).__name__}: {error}"
+    record["versions"] = versions()
+    write_record(out_dir, record)
+    return record
+
+
+def _fit(cfg: DictConfig, x, y, x_test, y_test) -> Fitted:
+    """One fit of the task on ``x``/``y``, scored on ``x_test``/``y_test``, seeded as a sweep job is."""
+    if cfg.task.name == "classify":
+        from sweep.backend import reset, seed_everything
+
+        reset()
+        seed_everything(cfg.seed)
+    start = time.perf_counter()
+    fit = get_task(cfg.task.name)(cfg, x, y, x_test, y_test)
+    fit.metrics["fit_time_s"] = time.perf_counter() - start
+    return fit
