@@ -27,8 +27,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
-bench: $(STAMP)
+## sweep against a hand-written Keras loop and keras-tuner; appends to benchmarks/results.csv.
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks
+
+$(VENV)/.installed-bench: $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	touch $@
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

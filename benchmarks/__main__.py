@@ -1,0 +1,207 @@
+"""``make bench``: sweep against a hand-written Keras loop and keras-tuner on the tutorial's grid.
+
+Runs W1 (8 configs, holdout) and W2 (8 configs x 5 folds) with every contender in a
+fresh process, alternating the contenders round by round so that a busy machine slows
+them alike; prints wall times, the ratios sweep/loop and sweep/keras-tuner (median over
+rounds of the per-round ratios), each contender's best mean validation accuracy, sweep's
+per-job overhead outside ``fit`` and peak RSS; appends one row to ``benchmarks/results.csv``.
+
+    python -m benchmarks [--quick] [--rounds N] [--csv FILE] [--no-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmarks.contenders import ROOT, Result, run
+from benchmarks.workloads import QUICK, WORKLOADS
+
+CSV = Path(__file__).with_name("results.csv")
+
+#: Accuracies of the contenders must agree within this many points.
+AGREEMENT_POINTS = 1.5
+
+COLUMNS = [
+    "timestamp", "commit", "mode", "rounds", "cpus", "load_1m",
+    "tensorflow", "keras",
+    "W1_loop_s", "W1_tuner_s", "W1_sweep_s", "W1_sweep_over_loop", "W1_sweep_over_tuner",
+    "W1_loop_acc", "W1_tuner_acc", "W1_sweep_acc",
+    "W2_loop_s", "W2_sweep_s", "W2_sweep_over_loop", "W2_loop_acc", "W2_sweep_acc",
+    "W2_joblib_s", "W2_joblib_speedup", "W2_joblib_acc",
+    "overhead_per_job_ms", "in_job_overhead_ms", "first_job_s", "fit_first_s", "fit_rest_ms",
+    "loop_fit_mean_s",
+    "peak_rss_loop_mb", "peak_rss_tuner_mb", "peak_rss_sweep_mb",
+    "rss_10_jobs_mb", "rss_50_jobs_mb", "rss_growth_mb",
+    "acc_agree",
+]
+
+
+def _has_joblib_launcher() -> bool:
+    return importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is not None
+
+
+def _contenders(workload: str, joblib: bool = True) -> list[str]:
+    names = ["loop", "tuner", "sweep"] if workload == "W1" else ["loop", "sweep"]
+    if workload == "W2" and joblib and _has_joblib_launcher():
+        names.append("sweep-joblib")
+    return names
+
+
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+
+
+def _commit() -> str:
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "sweep"], cwd=ROOT).returncode != 0
+    return proc.stdout.strip() + ("+dirty" if dirty else "") if proc.returncode == 0 else "unknown"
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    return {name: metadata.version(name) for name in ("tensorflow", "keras")}
+
+
+def _memory() -> dict[str, float]:
+    """Peak RSS of 10- and 50-job sweeps from ``benchmarks/memory.py`` (issue 4), when it exists."""
+    if importlib.util.find_spec("benchmarks.memory") is None:
+        return {}
+    from benchmarks import memory
+
+    found = memory.main([])
+    return {
+        "rss_10_jobs_mb": found.get("peak_rss_mb_10_jobs"),
+        "rss_50_jobs_mb": found.get("peak_rss_mb_50_jobs"),
+        "rss_growth_mb": found.get("peak_rss_growth_mb"),
+    }
+
+
+def bench(quick: bool, rounds: int, memory: bool) -> dict[str, Any]:
+    """Run every contender on W1 and W2 ``rounds`` times, alternating; return one CSV row."""
+    workloads = QUICK if quick else WORKLOADS
+    results: dict[tuple[str, str], list[Result]] = {}
+    row: dict[str, Any] = {
+        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "commit": _commit(),
+        "mode": "quick" if quick else "full",
+        "rounds": rounds,
+        "cpus": os.cpu_count(),
+        "load_1m": round(os.getloadavg()[0], 2),
+        **_versions(),
+    }
+    with tempfile.TemporaryDirectory(prefix="sweep-bench-") as tmp:
+        for r in range(rounds):
+            for name, workload in workloads.items():
+                names = _contenders(name, joblib=not quick)
+                names = names[r % len(names) :] + names[: r % len(names)]  # a different one goes first each round
+                for contender in names:
+                    round_dir = Path(tmp) / f"round{r}"
+                    round_dir.mkdir(exist_ok=True)
+                    overrides = JOBLIB if contender == "sweep-joblib" else []
+                    result = run(contender, workload, quick, round_dir, overrides)
+                    results.setdefault((name, contender), []).append(result)
+                    print(f"  round {r + 1}/{rounds} {name} {contender:<12} {result.wall_s:7.2f} s  best acc {result.best:.4f}", flush=True)
+
+    def wall(w: str, c: str) -> float:
+        return statistics.median(res.wall_s for res in results[(w, c)])
+
+    def ratio(w: str, a: str, b: str) -> float:
+        return statistics.median(x.wall_s / y.wall_s for x, y in zip(results[(w, a)], results[(w, b)]))
+
+    def acc(w: str, c: str) -> float:
+        return results[(w, c)][-1].best
+
+    for w in workloads:
+        for c in _contenders(w, joblib=not quick):
+            short = {"sweep-joblib": "joblib"}.get(c, c)
+            row[f"{w}_{short}_s"] = wall(w, c)
+            row[f"{w}_{short}_acc"] = acc(w, c)
+        row[f"{w}_sweep_over_loop"] = ratio(w, "sweep", "loop")
+    row["W1_sweep_over_tuner"] = ratio("W1", "sweep", "tuner")
+    if ("W2", "sweep-joblib") in results:
+        row["W2_joblib_speedup"] = ratio("W2", "sweep", "sweep-joblib")
+    sweep_w2 = results[("W2", "sweep")]
+    row["overhead_per_job_ms"] = 1000 * statistics.median(res.extra["overhead_per_job_s"] for res in sweep_w2)
+    row["in_job_overhead_ms"] = 1000 * statistics.median(res.extra["in_job_overhead_s"] for res in sweep_w2)
+    row["first_job_s"] = statistics.median(res.extra["first_job_s"] for res in sweep_w2)
+    row["fit_first_s"] = statistics.median(res.extra["fit_first_s"] for res in sweep_w2)
+    row["fit_rest_ms"] = 1000 * statistics.median(res.extra["fit_rest_mean_s"] for res in sweep_w2)
+    row["loop_fit_mean_s"] = statistics.median(statistics.mean(res.fit_s) for res in results[("W2", "loop")])
+    for c in ("loop", "tuner", "sweep"):
+        row[f"peak_rss_{c}_mb"] = max(res.extra["peak_rss_mb"] for (w, name), rs in results.items() if name == c for res in rs)
+    row["acc_agree"] = all(
+        (max(accs) - min(accs)) * 100 <= AGREEMENT_POINTS
+        for w in workloads
+        for accs in [[v for k, v in row.items() if k.startswith(f"{w}_") and k.endswith("_acc")]]
+    )
+    if memory:
+        row.update(_memory())
+    return row
+
+
+def report(row: dict[str, Any]) -> str:
+    """The row as a short human-readable table."""
+
+    def f(k: str, fmt: str = ".2f") -> str:
+        v = row.get(k)
+        return "n/a" if v is None or v == "" else format(v, fmt) if isinstance(v, float) else str(v)
+
+    lines = [
+        f"sweep benchmark ({row['mode']}, {row['rounds']} round(s), {row['cpus']} CPUs, load {row['load_1m']}, "
+        f"TF {row['tensorflow']}, Keras {row['keras']}, commit {row['commit']})",
+        f"W1 wall s      loop {f('W1_loop_s')}  keras-tuner {f('W1_tuner_s')}  sweep {f('W1_sweep_s')}",
+        f"W1 ratios      sweep/loop {f('W1_sweep_over_loop')}  sweep/keras-tuner {f('W1_sweep_over_tuner')}  (target <= 0.6)",
+        f"W1 best acc    loop {f('W1_loop_acc', '.4f')}  keras-tuner {f('W1_tuner_acc', '.4f')}  sweep {f('W1_sweep_acc', '.4f')}",
+        f"W2 wall s      loop {f('W2_loop_s')}  sweep {f('W2_sweep_s')}  sweep joblib(2) {f('W2_joblib_s')}",
+        f"W2 ratios      sweep/loop {f('W2_sweep_over_loop')}  basic/joblib(2) speed-up {f('W2_joblib_speedup')}  (targets <= 0.6, >= 1.6)",
+        f"W2 best acc    loop {f('W2_loop_acc', '.4f')}  sweep {f('W2_sweep_acc', '.4f')}  joblib {f('W2_joblib_acc', '.4f')}",
+        f"accuracies agree within {AGREEMENT_POINTS} points: {row['acc_agree']}",
+        f"sweep per job  overhead outside fit {f('overhead_per_job_ms', '.1f')} ms (target <= 50)  "
+        f"inside run_job {f('in_job_overhead_ms', '.1f')} ms  fit: first {f('fit_first_s')} s, later {f('fit_rest_ms', '.0f')} ms "
+        f"(loop: {f('loop_fit_mean_s')} s per fit)",
+        f"sweep start    process start to first record {f('first_job_s')} s",
+        f"peak RSS MB    loop {f('peak_rss_loop_mb', '.0f')}  keras-tuner {f('peak_rss_tuner_mb', '.0f')}  sweep {f('peak_rss_sweep_mb', '.0f')}",
+        f"RSS MB         10 jobs {f('rss_10_jobs_mb', '.0f')}  50 jobs {f('rss_50_jobs_mb', '.0f')}  growth {f('rss_growth_mb', '.0f')}",
+    ]
+    return "\n".join(lines)
+
+
+def append_csv(row: dict[str, Any], path: Path) -> None:
+    """Append ``row`` to ``path`` (header first if the file is new); floats rounded for reading."""
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke test: 2 configs (W1), 1 config x 5 folds (W2), 2 epochs, 1 round, no joblib or memory runs")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 2, quick 1)")
+    parser.add_argument("--csv", type=Path, default=CSV, help="where to append the row (default benchmarks/results.csv)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the RSS-growth sweeps of benchmarks/memory.py")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (1 if args.quick else 2)
+    started = time.perf_counter()
+    row = bench(args.quick, rounds, memory=not (args.no_memory or args.quick))
+    print(report(row))
+    append_csv(row, args.csv)
+    print(f"appended to {args.csv} ({time.perf_counter() - started:.0f} s in all)")
+    return row
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)

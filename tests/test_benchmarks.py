@@ -1,0 +1,32 @@
+"""Smoke test of ``make bench``: the quick mode runs every contender end to end and appends a CSV row."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_quick_benchmark_appends_a_row(tmp_path: Path) -> None:
+    pytest.importorskip("keras_tuner")
+    out = tmp_path / "results.csv"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--csv", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "sweep/loop" in proc.stdout
+    [row] = list(csv.DictReader(out.open()))
+    assert row["mode"] == "quick"
+    for key in ("W1_loop_s", "W1_tuner_s", "W1_sweep_s", "W2_loop_s", "W2_sweep_s"):
+        assert float(row[key]) > 0, key
+    for key in ("W1_sweep_over_loop", "W1_sweep_over_tuner", "W2_sweep_over_loop", "overhead_per_job_ms", "peak_rss_sweep_mb"):
+        assert float(row[key]) > 0, key
+    for key in ("W1_loop_acc", "W1_tuner_acc", "W1_sweep_acc", "W2_loop_acc", "W2_sweep_acc"):
+        assert 0.7 < float(row[key]) <= 1.0, (key, row[key])
