@@ -91,7 +91,7 @@ def refit(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: boo
         "refit_of": str(job_dir),
         "selected_by": chosen.pop("metric"),
         **chosen,
-        "fingerprint": fingerprint(flat),
+        "fingerprint": fingerprint({**flat, "refit": True}),  # never equal to a sweep job's, so never reused as one
         "output_dir": str(out_dir),
         "seed": cfg.get("seed"),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
