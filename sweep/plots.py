@@ -88,12 +88,17 @@ def heatmap_figure(summary: pd.DataFrame, x: str, y: str, facet: str | None = No
             ax.text(j, i, "failed" if math.isnan(value) else f"{value:.3g}", ha="center", va="center", color="w", fontsize=8)
         ax.set_xticks(range(len(xs)), [_label(v) for v in xs])
         ax.set_yticks(range(len(ys)), [_label(v) for v in ys])
-        ax.set_xlabel(x + (" (log steps)" if x in LOG_KEYS else ""))
-        ax.set_ylabel(y + (" (log steps)" if y in LOG_KEYS else ""))
+        ax.set_xlabel(_axis_label(x, xs))
+        ax.set_ylabel(_axis_label(y, ys))
         if facet is not None:
             ax.set_title(f"{facet}={_label(panel)}")
     figure.colorbar(image, ax=list(axes), label=mean)
     return figure
+
+
+def _axis_label(key: str, values: np.ndarray) -> str:
+    """The key, noting when its cells are log-spaced values (an lr or L2 grid of positive values)."""
+    return f"{key} (log steps)" if key in LOG_KEYS and (values > 0).all() else key
 
 
 def line_figure(summary: pd.DataFrame, x: str) -> Figure:
@@ -133,16 +138,16 @@ def learning_curves_figure(runs: pd.DataFrame, summary: pd.DataFrame, top: int =
         if histories:
             curve = pd.concat(histories).groupby("epoch").mean(numeric_only=True)
             label = ", ".join(f"{k}={_label(v)}" for k, v in config.items() if is_config_key(k)) or "config"
-            curves.append((f"#{config.iloc[0]} {label}", curve))
+            curves.append((f"#{int(config.iloc[0])} {label}", curve))
     if not curves:
         return None
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     ax = figure.subplots()
     train = metric.removeprefix("val_")
     for label, curve in curves:
-        (line,) = ax.plot(curve.index, curve[metric], label=label)
+        (line,) = ax.plot(curve.index, curve[metric], marker="o", markersize=3, label=label)
         if train != metric and train in curve:
-            ax.plot(curve.index, curve[train], linestyle="--", color=line.get_color())
+            ax.plot(curve.index, curve[train], linestyle="--", marker="o", markersize=3, color=line.get_color())
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{metric} (dashed: {train})" if train != metric else metric)
     ax.legend(fontsize=7)

@@ -174,6 +174,18 @@ def test_failed_configs_rank_last_and_completed_ones_are_ranked(classify_mixed):
     assert summary["rank_val_accuracy"].iloc[2:].min() == 3
 
 
+def test_seeds_are_a_config_axis_unless_aggregated(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    assert sweep_into(sweep_dir, "task=cluster", "model.n_clusters=3,6", "seed=0,1").returncode == 0
+    runs = load(sweep_dir)
+    assert len(summarize(runs)) == 4 and "seed" in summarize(runs)
+    pooled = summarize(runs, aggregate_seeds=True)
+    assert len(pooled) == 2 and "seed" not in pooled and set(pooled["n_runs"]) == {2}
+    for row in pooled.to_dict("records"):
+        ari = [r["ari"] for r in records_under(sweep_dir) if r["model.n_clusters"] == row["model.n_clusters"]]
+        assert row["mean_ari"] == pytest.approx(np.mean(ari)) and row["std_ari"] == pytest.approx(np.std(ari))
+
+
 # ------------------------------------------------------------------------- end of sweep and CLI
 
 
