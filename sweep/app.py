@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 import sweep.backend  # noqa: F401  (quiet TensorFlow before anything imports it)
 from sweep.config import config_dir
 from sweep.run import Job, primary_metric, run_job
+from sweep.scaling import apply_threads
 
 log = logging.getLogger("sweep")
 
@@ -28,6 +29,7 @@ log = logging.getLogger("sweep")
 def main(cfg: DictConfig) -> float:
     """Run one composed config; log ``overrides -> metric (time)``; return the metric."""
     hydra_cfg = HydraConfig.get()
+    apply_threads(cfg, hydra_cfg.get("launcher"))
     overrides = list(hydra_cfg.overrides.task)
     job = Job(Path(hydra_cfg.runtime.output_dir), hydra_cfg.job.get("num"), overrides)
     record = run_job(cfg, job)

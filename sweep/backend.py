@@ -4,17 +4,27 @@ TensorFlow's C++ runtime writes to file descriptor 2 before its logging is set u
 ``TF_CPP_MIN_LOG_LEVEL`` alone does not silence it; the import and the first device
 probe therefore run with descriptor 2 pointed at ``/dev/null``. Set
 ``SWEEP_TF_LOGS=1`` to see everything.
+
+:func:`limit_tf_threads` caps TensorFlow's thread pools; it takes effect when TensorFlow
+starts, so a job calls it before its first op (``sweep.scaling`` does, from the ``threads`` key).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sys
 from functools import cache
 from types import ModuleType
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+log = logging.getLogger(__name__)
+
+#: Threads for TensorFlow's intra- and inter-op pools; None leaves TensorFlow's default (every core).
+_tf_threads: int | None = None
 
 
 @contextlib.contextmanager
@@ -39,8 +49,38 @@ def keras() -> ModuleType:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+        _apply_tf_threads()
         import keras as keras_module
     return keras_module
+
+
+def limit_tf_threads(threads: int | None) -> None:
+    """Run TensorFlow's ops on at most ``threads`` threads (None: its default), from its start in this process.
+
+    Once TensorFlow has run an op its pools are fixed: asking for another count then logs a
+    warning and keeps the old one (a launcher's worker process keeps one count for a sweep).
+    """
+    global _tf_threads
+    _tf_threads = threads
+    if "tensorflow" in sys.modules:
+        _apply_tf_threads()
+
+
+def _apply_tf_threads() -> None:
+    if _tf_threads is None:
+        return
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    try:
+        threading.set_intra_op_parallelism_threads(_tf_threads)
+        threading.set_inter_op_parallelism_threads(_tf_threads)
+    except RuntimeError:
+        log.warning(
+            "TensorFlow already runs with %s intra-op threads in this process; threads=%s applies to new processes",
+            threading.get_intra_op_parallelism_threads() or "default",
+            _tf_threads,
+        )
 
 
 def seed_everything(seed: int) -> None:

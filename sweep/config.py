@@ -185,6 +185,7 @@ class Config:
     validation: Any = MISSING
     trainer: Any = MISSING
     seed: int = 0
+    threads: Any = "auto"  # per job: auto (from the launcher: workers x threads <= cores), an int, or null (no limit)
 
 
 SCHEMAS: dict[tuple[str | None, str], type] = {
@@ -310,7 +311,7 @@ def flatten(cfg: DictConfig) -> dict[str, Any]:
 
 
 #: Keys that change neither the metrics nor the artifacts, left out of the fingerprint.
-UNFINGERPRINTED = frozenset({"trainer.verbose"})
+UNFINGERPRINTED = frozenset({"trainer.verbose", "threads"})
 
 
 def fingerprint(flat: dict[str, Any]) -> str:
