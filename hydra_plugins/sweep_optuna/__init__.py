@@ -1,0 +1,40 @@
+"""sweep's Optuna sweeper for Hydra (``hparams_search=optuna``); see :mod:`sweep.search`.
+
+Hydra imports every module under ``hydra_plugins`` when it starts, so this one stays light
+and defines nothing unless hydra-optuna-sweeper (the ``optuna`` extra) is installed.
+"""
+
+from __future__ import annotations
+
+try:
+    from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper as _PluginSweeper
+except ImportError:  # the optuna extra is not installed
+    _PluginSweeper = None
+
+if _PluginSweeper is not None:
+    import logging
+    from typing import Any
+
+    from hydra.types import HydraContext, TaskFunction
+    from omegaconf import DictConfig
+
+    class OptunaSweeper(_PluginSweeper):
+        """hydra-optuna-sweeper's ``OptunaSweeper``: NaN results become failed trials, fold sweeps are refused."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            # Optuna imports alembic, which logs every plugin it sets up at INFO.
+            logging.getLogger("alembic").setLevel(logging.WARNING)
+            super().__init__(*args, **kwargs)
+
+        def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+            from sweep.search import NanAsFailure
+
+            super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+            self.sweeper.launcher = NanAsFailure(self.sweeper.launcher)
+
+        def sweep(self, arguments: list[str]) -> None:
+            from sweep.search import refuse_data_sweeps
+
+            params = self.sweeper.params or {}
+            refuse_data_sweeps([f"{key}={value}" for key, value in params.items()] + list(arguments))
+            return super().sweep(arguments)
