@@ -12,6 +12,7 @@ starts, so a job calls it before its first op (``sweep.scaling`` does, from the 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -51,7 +52,18 @@ def keras() -> ModuleType:
         tf.config.list_physical_devices()
         _apply_tf_threads()
         import keras as keras_module
+    _freeze_imports()
     return keras_module
+
+
+def _freeze_imports() -> None:
+    """Move the ~400k objects TensorFlow and Keras leave at import into the GC's permanent generation.
+
+    They live as long as the process anyway; frozen, the collector no longer walks them, so the
+    full collection :func:`reset` runs between jobs costs milliseconds instead of 0.2-0.4 s.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def limit_tf_threads(threads: int | None) -> None:

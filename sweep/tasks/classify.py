@@ -34,7 +34,14 @@ def classify(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: n
     Metrics come from the last epoch, or from the best one when early stopping restored
     its weights: ``train_loss``/``train_accuracy`` (epoch averages, as Keras reports them),
     ``val_loss``/``val_accuracy``, ``best_val_accuracy``, ``best_epoch`` (1-based), ``epochs_run``.
+
+    The tutorial's MLP with Adam (:func:`sweep.tasks.compiled.supports`) runs the same
+    math on a graph traced once per process and reused by every job (``sweep.tasks.compiled``).
     """
+    from sweep.tasks import compiled
+
+    if compiled.supports(cfg):
+        return compiled.classify(cfg, x_train, y_train, x_val, y_val)
     trainer = cfg.trainer
     n_classes = int(max(y_train.max(), y_val.max())) + 1
     model = build_model(cfg, x_train.shape[1:], n_classes)
@@ -60,9 +67,15 @@ def classify(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: n
         for epoch, values in enumerate(zip(*fit.history.values()), start=1)
     ]
     diverged = not all(math.isfinite(row.get("loss", math.nan)) for row in history)
+    restored = patience is not None and callbacks[-1].stopped_epoch > 0
+    artifacts = {"model.keras": model.save} if trainer.save_model and not diverged else {}
+    return summarize(history, restored, artifacts, diverged)
+
+
+def summarize(history: list[dict[str, float]], restored: bool, artifacts: dict, diverged: bool) -> Fitted:
+    """The :class:`Fitted` of a per-epoch ``history``: metrics of the last epoch, or of the best one if ``restored``."""
     val_acc = [row.get("val_accuracy", math.nan) for row in history]
     best = int(np.nanargmax(val_acc)) if not np.isnan(val_acc).all() else len(history) - 1
-    restored = patience is not None and callbacks[-1].stopped_epoch > 0
     final = history[best] if restored else history[-1]
     metrics = {
         "train_loss": final.get("loss", math.nan),
@@ -73,5 +86,4 @@ def classify(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: n
         "best_epoch": best + 1,
         "epochs_run": len(history),
     }
-    artifacts = {"model.keras": model.save} if trainer.save_model and not diverged else {}
     return Fitted(metrics, history, artifacts, diverged)

@@ -1,0 +1,93 @@
+"""The reused MLP graph (sweep.tasks.compiled): model.fit's math, and a job's numbers independent of what ran before it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import compose_config
+from sweep.backend import keras, reset, seed_everything
+from sweep.data import load_dataset
+from sweep.run import Job, run_job
+from sweep.splits import make_folds
+from sweep.tasks import compiled
+from sweep.tasks.classify import build_model, classify
+
+
+def _rows(cfg):
+    data = load_dataset(cfg.dataset)
+    (fold,) = make_folds(cfg.validation, data.y)
+    return data.x[fold.train], data.y[fold.train], data.x[fold.val], data.y[fold.val]
+
+
+def _fit(*overrides: str):
+    cfg = compose_config("trainer.save_model=false", *overrides)
+    reset()
+    seed_everything(cfg.seed)
+    return classify(cfg, *_rows(cfg))
+
+
+def test_the_tutorial_mlp_with_adam_takes_the_compiled_path_and_nothing_else_does() -> None:
+    assert compiled.supports(compose_config())
+    assert compiled.supports(compose_config("regularizer=l1_l2", "regularizer.dropout=0.3", "model.hidden_units=[32,16]"))
+    assert not compiled.supports(compose_config("optimizer=sgd"))
+    assert not compiled.supports(compose_config("model=cnn"))
+    assert not compiled.supports(compose_config("trainer.early_stopping_patience=2"))
+    assert not compiled.supports(compose_config("trainer.verbose=1"))
+
+
+def test_one_step_equals_keras_train_on_batch() -> None:
+    """Same weights, same batch: the compiled Adam step and Keras' land on the same weights and loss."""
+    import tensorflow as tf
+
+    cfg = compose_config("regularizer=l1_l2", "regularizer.l1=0.001", "regularizer.l2=0.01", "optimizer.lr=0.01")
+    x, y, _, _ = _rows(cfg)
+    xb, yb = x[:32].reshape(32, -1), y[:32]
+    model = build_model(cfg, x.shape[1:], 10)
+    trainer = compiled.Trainer(compiled.Shape(64, (128,), "relu", 10))
+    for ours, theirs in zip(trainer.weights, model.get_weights()):
+        ours.assign(theirs)
+    step = tf.function(lambda: trainer._step(xb, yb, 0.01, 0.001, 0.01, 0.0, tf.constant([0, 0], tf.int64)))
+    for _ in range(3):
+        loss, _ = step()
+        keras_loss = model.train_on_batch(x[:32], y[:32], return_dict=True)["loss"]
+    assert float(loss) == pytest.approx(keras_loss, rel=1e-4)
+    for ours, theirs in zip(trainer.weights, model.get_weights()):
+        np.testing.assert_allclose(ours.numpy(), theirs, rtol=1e-4, atol=1e-6)
+
+
+def test_a_job_gives_the_same_numbers_first_or_after_others() -> None:
+    first = _fit("trainer.epochs=3", "regularizer.dropout=0.5")
+    _fit("trainer.epochs=2", "optimizer.lr=0.01", "regularizer.l2=0")
+    _fit("trainer.epochs=3", "seed=1", "validation=kfold", "validation.fold=2")
+    again = _fit("trainer.epochs=3", "regularizer.dropout=0.5")
+    compiled.trainer.cache_clear()  # a brand-new graph, as in a fresh process
+    fresh = _fit("trainer.epochs=3", "regularizer.dropout=0.5")
+    assert first.history == again.history == fresh.history
+    assert first.metrics == again.metrics == fresh.metrics
+
+
+def test_seed_and_hyperparameters_change_the_numbers() -> None:
+    base = _fit("trainer.epochs=2")
+    for other in ("seed=1", "optimizer.lr=0.01", "regularizer.l2=0", "regularizer.dropout=0.5"):
+        assert _fit("trainer.epochs=2", other).history != base.history, other
+
+
+def test_a_diverging_run_stops_after_the_first_nan_epoch(tmp_path: Path) -> None:
+    record = run_job(compose_config("optimizer.lr=1e30", "trainer.epochs=5"), Job(tmp_path))
+    assert record["status"] == "diverged" and record["epochs_run"] < 5
+    assert not math.isfinite(record["train_loss"])
+    assert not (tmp_path / "model.keras").exists()
+
+
+def test_the_saved_model_is_the_trained_one_with_its_optimizer_state(tmp_path: Path) -> None:
+    cfg = compose_config("trainer.epochs=2")
+    record = run_job(cfg, Job(tmp_path))
+    model = keras().models.load_model(tmp_path / "model.keras")
+    _, y_train, x_val, y_val = _rows(cfg)
+    assert (model.predict(x_val, verbose=0).argmax(1) == y_val).mean() == pytest.approx(record["val_accuracy"], abs=1e-6)
+    assert int(model.optimizer.iterations.numpy()) == 2 * math.ceil(len(y_train) / 32)
+    assert len(model.optimizer.variables) == 2 + 2 * len(model.trainable_variables)
