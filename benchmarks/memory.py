@@ -1,0 +1,86 @@
+"""Flat memory: peak RSS of a 10-job and a 50-job sweep, each run by the basic launcher in one process.
+
+Every job trains a fresh one-epoch MLP on digits and saves it, so anything a job leaves
+behind (Keras graphs, layers, cached data, log handlers) would pile up over 50 jobs. Both
+training paths are measured: the tutorial MLP with Adam (``sweep.tasks.compiled``, one
+graph per process) and ``model.fit`` (here with SGD), which traces new graphs every job.
+Each sweep is its own ``sweep -m`` process; its peak RSS is read from the kernel's
+accounting of that child (``os.wait4``), so nothing is sampled and nothing is missed.
+
+    python -m benchmarks.memory            # prints the figures
+    python -m benchmarks.memory --jobs 10 50 --limit-mb 100 --paths fit
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+#: The growth from the small to the large sweep that counts as a leak.
+LIMIT_MB = 100.0
+
+#: Training path -> the overrides that select it.
+PATHS = {"compiled": ["optimizer=adam"], "fit": ["optimizer=sgd"]}
+
+
+def sweep_command() -> str:
+    """The ``sweep`` console script next to this interpreter."""
+    return str(Path(sys.executable).with_name("sweep"))
+
+
+def peak_rss_mb(jobs: int, workdir: Path, overrides: list[str] = ()) -> tuple[float, float, int]:
+    """Run a ``jobs``-job sweep (seeds 0..jobs-1, 1 epoch) in a child process; return (peak RSS MB, seconds, records)."""
+    out = workdir / f"jobs{jobs}"
+    args = [
+        sweep_command(),
+        "-m",
+        *overrides,
+        f"seed=range({jobs})",
+        "trainer.epochs=1",
+        f"hydra.sweep.dir={out}",
+        "hydra/job_logging=none",
+    ]
+    start = time.perf_counter()
+    with open(workdir / f"jobs{jobs}.log", "w") as log:
+        child = subprocess.Popen(args, cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {child.returncode}; see {workdir / f'jobs{jobs}.log'}")
+    records = len(list(out.rglob("result.json")))
+    return usage.ru_maxrss / 1024, seconds, records  # Linux reports KiB
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    """Measure, print one line per sweep and the growth per path; return the figures (MB, seconds)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, nargs=2, default=(10, 50), metavar=("SMALL", "LARGE"))
+    parser.add_argument("--limit-mb", type=float, default=LIMIT_MB)
+    parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS))
+    opts = parser.parse_args(argv)
+    small, large = opts.jobs
+    figures: dict[str, float] = {}
+    for path in opts.paths:
+        with tempfile.TemporaryDirectory(prefix="sweep-memory-") as tmp:
+            for jobs in (small, large):
+                rss, seconds, records = peak_rss_mb(jobs, Path(tmp), PATHS[path])
+                if records != jobs:
+                    raise RuntimeError(f"the {jobs}-job sweep wrote {records} records")
+                figures[f"{path}_peak_rss_mb_{jobs}_jobs"] = round(rss, 1)
+                figures[f"{path}_seconds_{jobs}_jobs"] = round(seconds, 1)
+                print(f"memory [{path}]: {jobs:>3} jobs, basic launcher: peak RSS {rss:7.1f} MB ({seconds:.0f}s)", flush=True)
+        growth = figures[f"{path}_peak_rss_mb_{large}_jobs"] - figures[f"{path}_peak_rss_mb_{small}_jobs"]
+        figures[f"{path}_peak_rss_growth_mb"] = round(growth, 1)
+        verdict = "flat" if growth < opts.limit_mb else "LEAK"
+        print(f"memory [{path}]: {large} vs {small} jobs: {growth:+.1f} MB (limit {opts.limit_mb:.0f} MB): {verdict}", flush=True)
+    return figures
+
+
+if __name__ == "__main__":
+    main()
