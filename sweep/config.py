@@ -173,6 +173,7 @@ class TrainerConfig:
     early_stopping_monitor: str = "val_loss"
     save_model: bool = True
     verbose: int = 0
+    deterministic: bool = True  # TensorFlow op determinism: same config + seed, same numbers bit for bit
 
 
 @dataclass
@@ -186,6 +187,7 @@ class Config:
     trainer: Any = MISSING
     seed: int = 0
     threads: Any = "auto"  # per job: auto (from the launcher: workers x threads <= cores), an int, or null (no limit)
+    fail_on_error: bool = True  # a multirun exits non-zero when any run failed (diverged runs do not count)
 
 
 SCHEMAS: dict[tuple[str | None, str], type] = {
@@ -278,6 +280,27 @@ def validate(cfg: DictConfig) -> None:
         _check("n_clusters" not in model, "model", model.get("name"), "task=classify needs a network (model=mlp or cnn)")
 
 
+def compose(*overrides: str) -> DictConfig:
+    """The config ``sweep <overrides>`` would run, composed and checked by :func:`validate`, without running it.
+
+    Every problem raises :class:`SweepConfigError`, Hydra's own (unknown key or group, wrong
+    type) included, with the message the command prints.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as error:
+        cause = f"\n{error.__cause__}" if error.__cause__ is not None else ""
+        raise SweepConfigError(f"{error}{cause}") from None
+    validate(cfg)
+    return cfg
+
+
 # --------------------------------------------------------------------- small helpers
 
 
@@ -311,7 +334,7 @@ def flatten(cfg: DictConfig) -> dict[str, Any]:
 
 
 #: Keys that change neither the metrics nor the artifacts, left out of the fingerprint.
-UNFINGERPRINTED = frozenset({"trainer.verbose", "threads"})
+UNFINGERPRINTED = frozenset({"trainer.verbose", "fail_on_error", "threads"})
 
 
 def fingerprint(flat: dict[str, Any]) -> str:

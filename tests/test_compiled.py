@@ -47,7 +47,7 @@ def test_one_step_equals_keras_train_on_batch() -> None:
     x, y, _, _ = _rows(cfg)
     xb, yb = x[:32].reshape(32, -1), y[:32]
     model = build_model(cfg, x.shape[1:], 10)
-    trainer = compiled.Trainer(compiled.Shape(64, (128,), "relu", 10))
+    trainer = compiled.Trainer(compiled.Shape(64, (128,), "relu", 10), own_session=False)
     for ours, theirs in zip(trainer.weights, model.get_weights()):
         ours.assign(theirs)
     step = tf.function(lambda: trainer._step(xb, yb, 0.01, 0.001, 0.01, 0.0, tf.constant([0, 0], tf.int64)))
@@ -91,3 +91,26 @@ def test_the_saved_model_is_the_trained_one_with_its_optimizer_state(tmp_path: P
     assert (model.predict(x_val, verbose=0).argmax(1) == y_val).mean() == pytest.approx(record["val_accuracy"], abs=1e-6)
     assert int(model.optimizer.iterations.numpy()) == 2 * math.ceil(len(y_train) / 32)
     assert len(model.optimizer.variables) == 2 + 2 * len(model.trainable_variables)
+
+
+def test_the_kept_keras_model_saves_the_config_a_fresh_build_would() -> None:
+    """Whatever configs came before in the process, model.keras gets a fresh build's config (names included)."""
+    x, _, _, _ = _rows(compose_config())
+    trainer = compiled.Trainer(compiled.Shape(64, (128,), "relu", 10), own_session=False)
+    state = compiled.TrainedState(
+        [w.numpy() for w in trainer.weights], [m.numpy() for m in trainer.m], [v.numpy() for v in trainer.v], 0
+    )
+    for overrides in [
+        ("regularizer.l2=0.01", "regularizer.dropout=0.5", "optimizer.lr=0.001"),
+        ("regularizer.l2=0.1", "regularizer.dropout=0.2", "optimizer.lr=0.01"),
+        ("regularizer=l1_l2", "regularizer.dropout=0.3"),
+        ("regularizer.l2=0", "regularizer.dropout=0"),
+        ("regularizer.l2=0.01", "regularizer.dropout=0.5", "optimizer.lr=0.001"),
+    ]:
+        cfg = compose_config(*overrides)
+        reset()  # as run_job does before every fit
+        kept = compiled.keras_model(cfg, x.shape[1:], 10, state)
+        reset()
+        fresh = build_model(cfg, x.shape[1:], 10)
+        assert kept.get_config() == fresh.get_config(), overrides
+        assert kept.optimizer.get_config() == fresh.optimizer.get_config(), overrides

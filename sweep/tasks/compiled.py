@@ -28,6 +28,7 @@ builder ``sweep.models.mlp``), ``optimizer=adam`` with no extra keys, no early s
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -85,21 +86,28 @@ class Shape:
 
 
 class Trainer:
-    """The variables and the traced ``fit`` graph of one :class:`Shape`."""
+    """The variables and the ``fit`` graph of one :class:`Shape`, traced once.
 
-    def __init__(self, shape: Shape) -> None:
+    The graph runs in a TensorFlow session of its own (``own_session=True``), whose compiled
+    kernels nothing else touches: every Keras ``clear_session()`` and ``tf.random.set_seed()``
+    (both run before each job to make ``model.fit`` reproducible) clears the eager runtime's
+    caches, and an eager ``tf.function`` then pays ~120 ms per job to instantiate its graph
+    again. ``own_session=False`` keeps eager variables and a plain ``tf.function`` (tests).
+    """
+
+    def __init__(self, shape: Shape, own_session: bool = True) -> None:
         import tensorflow as tf
 
         self.shape = shape
-        self.weights = []
-        for fan_in, fan_out in shape.layers:
-            self.weights += [tf.Variable(tf.zeros([fan_in, fan_out])), tf.Variable(tf.zeros([fan_out]))]
-        self.m = [tf.Variable(tf.zeros_like(w)) for w in self.weights]
-        self.v = [tf.Variable(tf.zeros_like(w)) for w in self.weights]
-        self.iterations = tf.Variable(0.0)
-        self.fit = tf.function(
-            self._fit,
-            input_signature=[
+        self.graph = tf.Graph() if own_session else None
+        with self.graph.as_default() if own_session else contextlib.nullcontext():
+            self.weights = []
+            for fan_in, fan_out in shape.layers:
+                self.weights += [tf.Variable(tf.zeros([fan_in, fan_out])), tf.Variable(tf.zeros([fan_out]))]
+            self.m = [tf.Variable(tf.zeros_like(w)) for w in self.weights]
+            self.v = [tf.Variable(tf.zeros_like(w)) for w in self.weights]
+            self.iterations = tf.Variable(0.0)
+            specs = [
                 tf.TensorSpec([None, shape.n_features], tf.float32),
                 tf.TensorSpec([None], tf.int64),
                 tf.TensorSpec([None, shape.n_features], tf.float32),
@@ -108,10 +116,31 @@ class Trainer:
                 tf.TensorSpec([], tf.int64),  # seed
                 tf.TensorSpec([], tf.int32),  # epochs
                 tf.TensorSpec([], tf.int32),  # batch size
-            ],
-            autograph=False,
-            jit_compile=False,
-        )
+            ]
+            self._function = tf.function(self._fit, input_signature=specs, autograph=False)
+            if own_session:
+                self._feeds = [tf.compat.v1.placeholder(spec.dtype, spec.shape) for spec in specs]
+                self._history = self._function(*self._feeds)
+                self._state = [*self.weights, *self.m, *self.v, self.iterations]
+                init = tf.compat.v1.variables_initializer(self._state)
+                threading = tf.config.threading
+                config = tf.compat.v1.ConfigProto(
+                    intra_op_parallelism_threads=threading.get_intra_op_parallelism_threads(),
+                    inter_op_parallelism_threads=threading.get_inter_op_parallelism_threads(),
+                )
+                self.session = tf.compat.v1.Session(graph=self.graph, config=config)
+                self.session.run(init)
+
+    def fit(self, *inputs: np.ndarray) -> tuple[np.ndarray, TrainedState]:
+        """Run the fit graph on ``inputs`` (as :meth:`_fit` takes them); return the history and the final state."""
+        if self.graph is None:
+            history = self._function(*inputs).numpy()
+            values = [v.numpy() for v in [*self.weights, *self.m, *self.v, self.iterations]]
+        else:
+            history = self.session.run(self._history, dict(zip(self._feeds, inputs)))
+            values = self.session.run(self._state)
+        k = len(self.weights)
+        return history, TrainedState(values[:k], values[k : 2 * k], values[2 * k : 3 * k], int(values[-1]))
 
     # -- pieces of the graph
 
@@ -218,8 +247,6 @@ def trainer(shape: Shape) -> Trainer:
 
 def classify(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Fitted:
     """:func:`sweep.tasks.classify.classify` for the runs :func:`supports` accepts, on a reused graph."""
-    import tensorflow as tf
-
     from sweep.tasks.classify import summarize
 
     n_classes = int(max(y_train.max(), y_val.max())) + 1
@@ -232,18 +259,17 @@ def classify(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: n
     )
     job = trainer(shape)
     hp = [cfg.optimizer.lr, reg.get("l1", 0.0), reg.get("l2", 0.0), reg.get("dropout", 0.0)]
-    rows = job.fit(
-        tf.constant(x_train.reshape(len(x_train), -1), tf.float32),
-        tf.constant(y_train, tf.int64),
-        tf.constant(x_val.reshape(len(x_val), -1), tf.float32),
-        tf.constant(y_val, tf.int64),
-        tf.constant(hp, tf.float32),
-        tf.constant(int(cfg.seed), tf.int64),
-        tf.constant(int(trainer_cfg.epochs), tf.int32),
-        tf.constant(int(trainer_cfg.batch_size), tf.int32),
-    ).numpy()
+    rows, state = job.fit(
+        np.asarray(x_train, np.float32).reshape(len(x_train), -1),
+        np.asarray(y_train, np.int64),
+        np.asarray(x_val, np.float32).reshape(len(x_val), -1),
+        np.asarray(y_val, np.int64),
+        np.asarray(hp, np.float32),
+        np.int64(cfg.seed),
+        np.int32(trainer_cfg.epochs),
+        np.int32(trainer_cfg.batch_size),
+    )
     history = [{"epoch": i, **dict(zip(COLUMNS, map(float, row)))} for i, row in enumerate(rows, start=1)]
-    state = TrainedState([w.numpy() for w in job.weights], [m.numpy() for m in job.m], [v.numpy() for v in job.v], int(job.iterations.numpy()))
     diverged = not all(math.isfinite(row["loss"]) for row in history)
     artifacts = {}
     if trainer_cfg.save_model and not diverged:
@@ -262,16 +288,49 @@ class TrainedState:
 
 
 def keras_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, state: TrainedState):
-    """The Keras model ``model.fit`` would have left: built and compiled from ``cfg``, holding ``state``."""
-    from sweep.tasks.classify import build_model
+    """The Keras model ``model.fit`` would have left: the model ``cfg`` builds and compiles, holding ``state``.
 
-    model = build_model(cfg, input_shape, n_classes)
+    Building and compiling a Keras model costs ~45 ms, mostly creating its variables, so one
+    model per structure (layers, which penalties, whether dropout) is kept and given the job's
+    penalty strengths, dropout rate and learning rate: its ``get_config()`` then equals a fresh
+    build's, which is what ``model.save`` writes and ``load_model`` rebuilds from.
+    """
+    from sweep.models import _penalty
+
+    reg = cfg.regularizer
+    l1, l2, dropout = reg.get("l1", 0.0), reg.get("l2", 0.0), reg.get("dropout", 0.0)
+    model = _template(cfg, tuple(input_shape), n_classes, (bool(l1), bool(l2), bool(dropout)))
+    for layer in model.layers:
+        if getattr(layer, "kernel_regularizer", None) is not None:
+            layer.kernel_regularizer = _penalty(l1, l2)
+        if hasattr(layer, "rate"):
+            layer.rate = dropout
     model.set_weights(state.weights)
     optimizer = model.optimizer
-    optimizer.build(model.trainable_variables)
+    optimizer.learning_rate.assign(cfg.optimizer.lr)
     optimizer.iterations.assign(state.iterations)
     for variable, m, v in zip(model.trainable_variables, state.m, state.v):
         index = optimizer._get_variable_index(variable)
         optimizer._momentums[index].assign(m)
         optimizer._velocities[index].assign(v)
     return model
+
+
+_TEMPLATES: dict[tuple, Any] = {}
+
+
+def _template(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, flags: tuple[bool, bool, bool]):
+    """The kept Keras model for this structure, built (with its optimizer) from ``cfg`` the first time."""
+    from omegaconf import OmegaConf
+
+    from sweep.tasks.classify import build_model
+
+    opt = {k: v for k, v in OmegaConf.to_container(cfg.optimizer, resolve=True).items() if k != "lr"}
+    key = (repr(OmegaConf.to_container(cfg.model, resolve=True)), repr(sorted(opt.items())), input_shape, n_classes, flags)
+    if key not in _TEMPLATES:
+        if len(_TEMPLATES) >= 8:
+            _TEMPLATES.clear()
+        model = build_model(cfg, input_shape, n_classes)
+        model.optimizer.build(model.trainable_variables)
+        _TEMPLATES[key] = model
+    return _TEMPLATES[key]
