@@ -2,15 +2,22 @@
 
 Returns the run's ``task.metric`` as a float so Hydra sweepers (Optuna) can optimise
 it. A single run that fails exits non-zero with a one-line message; in a multirun the
-failure is recorded and the sweep goes on.
+failure is recorded, NaN returned and the sweep goes on. A completed run of the same
+config already in the sweep dir is reused, not retrained.
+
+SIGTERM is turned into ``KeyboardInterrupt``, like Ctrl-C: the run in progress leaves no
+record (its temporary files are removed), finished records stay, and the command exits
+with one line saying how to resume.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -24,25 +31,50 @@ from sweep.scaling import apply_threads
 
 log = logging.getLogger("sweep")
 
+#: The multirun dir of the job in progress, for the message after an interruption.
+_sweep_dir: str | None = None
+
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> float:
-    """Run one composed config; log ``overrides -> metric (time)``; return the metric."""
+def run(cfg: DictConfig) -> float:
+    """Run one composed config; log ``overrides -> metric (time)``; return the metric (NaN unless completed)."""
+    global _sweep_dir
     hydra_cfg = HydraConfig.get()
     apply_threads(cfg, hydra_cfg.get("launcher"))
     overrides = list(hydra_cfg.overrides.task)
-    job = Job(Path(hydra_cfg.runtime.output_dir), hydra_cfg.job.get("num"), overrides)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    _sweep_dir = hydra_cfg.sweep.dir if multirun else None
+    sweep_dir = Path(hydra_cfg.sweep.dir) if multirun else None
+    job = Job(Path(hydra_cfg.runtime.output_dir), hydra_cfg.job.get("num"), overrides, sweep_dir)
     record = run_job(cfg, job)
     value = primary_metric(cfg, record)
     label = " ".join(overrides) or "(defaults)"
     if record["status"] == "completed":
-        log.info("%s -> %s=%.4f (%.1fs)", label, cfg.task.metric, value, record["elapsed_s"])
-    elif hydra_cfg.mode == RunMode.MULTIRUN:
+        how = "reused" if "reused_from" in record else f"{record['elapsed_s']:.1f}s"
+        log.info("%s -> %s=%.4f (%s)", label, cfg.task.metric, value, how)
+    elif multirun:
         log.warning("%s -> %s: %s (%.1fs)", label, record["status"], record["error"], record["elapsed_s"])
+        return math.nan
     else:
         print(f"sweep: {record['status']}: {record['error']}", file=sys.stderr)
         sys.exit(1)
     return value if math.isfinite(value) else math.nan
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def main() -> None:
+    """The console entry point: :func:`run` with SIGTERM handled like Ctrl-C, and a one-line message when interrupted."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        run()
+    except KeyboardInterrupt as interrupt:
+        name = str(interrupt) or "SIGINT"
+        resume = f"; rerun the same command with hydra.sweep.dir={_sweep_dir} to resume" if _sweep_dir else ""
+        print(f"sweep: interrupted by {name}; finished runs are kept{resume}", file=sys.stderr)
+        sys.exit(128 + getattr(signal, name, signal.SIGINT))
 
 
 if __name__ == "__main__":
