@@ -100,10 +100,10 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
     With it on, the same config and seed give the same numbers bit for bit on CPU.
     """
+    keras().utils.set_random_seed(seed)  # first: keras() imports TensorFlow quietly
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config
 
-    keras().utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     else:
@@ -124,9 +124,9 @@ def reset() -> None:
     finished jobs' graphs and are dropped here.
     """
     global _kept_gradients
+    keras().backend.clear_session(free_memory=False)  # first: keras() imports TensorFlow quietly
     from tensorflow.python.framework import ops
 
-    keras().backend.clear_session(free_memory=False)
     registry = ops._gradient_registry._registry  # noqa: SLF001  (no public way to unregister)
     if _kept_gradients is None:
         _kept_gradients = frozenset(registry)
