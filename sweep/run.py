@@ -186,7 +186,7 @@ def _completed_index(sweep_dir: Path) -> dict[str, list[Path]]:
 
 
 def _discard(job_dir: Path) -> None:
-    """Remove a record (and the artifacts it lists) that this run will replace, the record first.
+    """Remove a record (and the artifacts it lists) that this run will replace, the record first, and stray temporary files.
 
     From here until the new record is written, the dir holds no record, so neither a
     table nor a resume can take a stale or half-written run for this one.
@@ -198,6 +198,8 @@ def _discard(job_dir: Path) -> None:
     (job_dir / RECORD).unlink(missing_ok=True)
     for name in old.get("artifacts", []):
         (job_dir / name).unlink(missing_ok=True)
+    for leftover in job_dir.glob(".tmp-*"):  # from a run killed outright (SIGKILL) mid-write
+        leftover.unlink(missing_ok=True)
 
 
 def _log_traceback_to_files() -> None:

@@ -75,7 +75,9 @@ def test_a_completed_record_is_reused_untouched_and_a_changed_value_is_not(tmp_p
     assert again["reused_from"] == str(tmp_path)
     assert (tmp_path / RECORD).stat().st_mtime_ns == stat.st_mtime_ns
     assert again["ari"] == first["ari"]
+    (tmp_path / ".tmp-99999-centers.npy").write_bytes(b"half a file from a killed run")
     changed = _job(["task=cluster", "model.n_clusters=4"], tmp_path)
+    assert not list(tmp_path.glob(".tmp-*"))
     assert "reused_from" not in changed and changed["model.n_clusters"] == 4
     assert json.loads((tmp_path / RECORD).read_text())["fingerprint"] == changed["fingerprint"] != first["fingerprint"]
 
