@@ -14,7 +14,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow
 def test_quick_benchmark_appends_a_row(tmp_path: Path) -> None:
-    pytest.importorskip("keras_tuner")
     out = tmp_path / "results.csv"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--csv", str(out)],

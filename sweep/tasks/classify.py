@@ -42,6 +42,11 @@ def classify(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: n
 
     if compiled.supports(cfg):
         return compiled.classify(cfg, x_train, y_train, x_val, y_val)
+    return fit_keras(cfg, x_train, y_train, x_val, y_val)
+
+
+def fit_keras(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Fitted:
+    """:func:`classify` through ``model.fit`` on a freshly built model, whatever the config."""
     trainer = cfg.trainer
     n_classes = int(max(y_train.max(), y_val.max())) + 1
     model = build_model(cfg, x_train.shape[1:], n_classes)
