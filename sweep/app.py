@@ -72,7 +72,9 @@ def main() -> None:
         run()
     except KeyboardInterrupt as interrupt:
         name = str(interrupt) or "SIGINT"
-        resume = f"; rerun the same command with hydra.sweep.dir={_sweep_dir} to resume" if _sweep_dir else ""
+        multirun = _sweep_dir is not None or {"-m", "--multirun"} & set(sys.argv[1:])
+        where = _sweep_dir or "<its sweep dir>"  # a parallel launcher's jobs ran in other processes
+        resume = f"; rerun the same command with hydra.sweep.dir={where} to resume" if multirun else ""
         print(f"sweep: interrupted by {name}; finished runs are kept{resume}", file=sys.stderr)
         sys.exit(128 + getattr(signal, name, signal.SIGINT))
 
