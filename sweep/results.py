@@ -286,13 +286,13 @@ def _text(value: Any) -> Any:
     return json.dumps(value, default=str)
 
 
-def write_tables(sweep_dir: str | Path, metric: str | None = None) -> pd.DataFrame:
+def write_tables(sweep_dir: str | Path, metric: str | None = None, runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Write ``results.csv``, ``results.parquet`` and ``summary.csv`` into ``sweep_dir``, atomically; return the summary.
 
-    With no run records found, nothing is written and the summary is empty.
+    ``runs`` defaults to ``load(sweep_dir)``. With no run records, nothing is written and the summary is empty.
     """
     sweep_dir = Path(sweep_dir)
-    runs = load(sweep_dir)
+    runs = load(sweep_dir) if runs is None else runs
     if runs.empty:
         return pd.DataFrame()
     summary = summarize(runs, metric)
