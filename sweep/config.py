@@ -65,7 +65,7 @@ class SyntheticConfig(DatasetConfig):
     name: str = "synthetic"
     n_samples: int = 1000
     n_features: int = 20
-    n_informative: int = 10
+    n_informative: Optional[int] = None  # null: half the features
     n_classes: int = 3
     seed: int = 0
 
