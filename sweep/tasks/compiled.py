@@ -21,9 +21,10 @@ seed, so a job's result depends on its config and seed only, never on which jobs
 before it in the process; they are different draws from the same distributions as
 Keras' own.
 
-Only what it reproduces exactly takes this path (:func:`supports`): ``model=mlp`` (the
-builder ``sweep.models.mlp``), ``optimizer=adam`` with no extra keys, no early stopping,
-``verbose=0``. Everything else goes through ``model.fit``.
+Only configs whose math it reproduces take this path (:func:`supports`): ``model=mlp``
+(the builder ``sweep.models.mlp``), ``optimizer=adam`` with no extra keys, no early
+stopping, ``verbose=0``. Everything else goes through ``model.fit``
+(:func:`sweep.tasks.classify.fit_keras`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 def supports(cfg: DictConfig) -> bool:
-    """Whether ``cfg`` is a run this module trains exactly as ``model.fit`` would."""
+    """Whether ``cfg`` is a run this module trains with ``model.fit``'s math."""
     model, opt, trainer = cfg.model, cfg.optimizer, cfg.trainer
     return (
         model.get("_target_") == MLP_TARGET
