@@ -79,6 +79,13 @@ class Shape:
     activation: str
     n_classes: int
 
+    @classmethod
+    def of(cls, cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int) -> Shape:
+        """The shape of ``cfg``'s MLP on inputs of ``input_shape`` with ``n_classes`` classes."""
+        model = cfg.model
+        units = tuple(int(u) for u in model.get("hidden_units", (128,)))
+        return cls(int(np.prod(input_shape)), units, str(model.get("activation", "relu")), n_classes)
+
     @property
     def layers(self) -> list[tuple[int, int]]:
         """(fan in, fan out) of each Dense layer, the softmax output last."""
@@ -248,34 +255,38 @@ def trainer(shape: Shape) -> Trainer:
 
 def classify(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Fitted:
     """:func:`sweep.tasks.classify.classify` for the runs :func:`supports` accepts, on a reused graph."""
-    from sweep.tasks.classify import summarize
-
     n_classes = int(max(y_train.max(), y_val.max())) + 1
-    model, reg, trainer_cfg = cfg.model, cfg.regularizer, cfg.trainer
-    shape = Shape(
-        int(np.prod(x_train.shape[1:])),
-        tuple(int(u) for u in model.get("hidden_units", (128,))),
-        str(model.get("activation", "relu")),
-        n_classes,
-    )
-    job = trainer(shape)
-    hp = [cfg.optimizer.lr, reg.get("l1", 0.0), reg.get("l2", 0.0), reg.get("dropout", 0.0)]
+    trainer_cfg = cfg.trainer
+    job = trainer(Shape.of(cfg, x_train.shape[1:], n_classes))
     rows, state = job.fit(
         np.asarray(x_train, np.float32).reshape(len(x_train), -1),
         np.asarray(y_train, np.int64),
         np.asarray(x_val, np.float32).reshape(len(x_val), -1),
         np.asarray(y_val, np.int64),
-        np.asarray(hp, np.float32),
+        np.asarray(hyperparameters(cfg), np.float32),
         np.int64(cfg.seed),
         np.int32(trainer_cfg.epochs),
         np.int32(trainer_cfg.batch_size),
     )
+    return fitted(cfg, rows, state, x_train.shape[1:], n_classes)
+
+
+def fitted(cfg: DictConfig, rows: np.ndarray, state: TrainedState, input_shape: tuple[int, ...], n_classes: int) -> Fitted:
+    """The :class:`Fitted` of a fit graph's history ``rows`` (one row of :data:`COLUMNS` per epoch run) and final ``state``."""
+    from sweep.tasks.classify import summarize
+
     history = [{"epoch": i, **dict(zip(COLUMNS, map(float, row)))} for i, row in enumerate(rows, start=1)]
     diverged = not all(math.isfinite(row["loss"]) for row in history)
     artifacts = {}
-    if trainer_cfg.save_model and not diverged:
-        artifacts["model.keras"] = lambda path: keras_model(cfg, x_train.shape[1:], n_classes, state).save(path)
+    if cfg.trainer.save_model and not diverged:
+        artifacts["model.keras"] = lambda path: keras_model(cfg, input_shape, n_classes, state).save(path)
     return summarize(history, restored=False, artifacts=artifacts, diverged=diverged)
+
+
+def hyperparameters(cfg: DictConfig) -> list[float]:
+    """The graph's hyperparameter input of ``cfg``: learning rate, L1, L2, dropout rate."""
+    reg = cfg.regularizer
+    return [cfg.optimizer.lr, reg.get("l1", 0.0), reg.get("l2", 0.0), reg.get("dropout", 0.0)]
 
 
 @dataclass(frozen=True)
