@@ -4,17 +4,33 @@ A launcher groups the jobs of a sweep by :func:`group_key` (configs that differ 
 :data:`VECTORIZABLE` keys) and hands each group to :func:`fit_population`, which returns,
 per config, what :func:`sweep.run._fit_folds` would have returned for it.
 
-This first version trains each member through the ordinary compiled path
-(:func:`sweep.tasks.compiled.classify`) one after another.
+Members are (config, fold) pairs. All of them index into the dataset's rows; each has its
+own rows (its fold, index arrays padded to the longest with a mask), its own initial
+weights, batch order and dropout masks (:mod:`sweep.tasks.compiled`'s stateless keys on
+its seed, so a member follows exactly the trajectory of its ordinary run, up to float
+rounding of batched matmuls), its own learning rate, L1/L2 strengths and dropout rate, and
+its own Adam step count. Weights are stacked along a leading member axis and every step is
+one batched matmul per layer; the loss summed over members keeps each member's gradient
+its own. A member past its last step of an epoch (folds differ by a row) does not update;
+a member whose epoch loss is NaN/inf is frozen there and recorded as diverged while the
+others go on. The graph is traced once per (shape, population size, any dropout) and
+kept for the process; larger groups are trained in chunks of ``max_population``.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 
+import numpy as np
 from omegaconf import DictConfig
 
 from sweep.config import SweepConfigError, fingerprint, flatten, validate
+from sweep.data import Dataset
+from sweep.splits import Fold
 from sweep.tasks import Fitted, compiled
 
 #: Keys in which the members of one population may differ.
@@ -26,6 +42,8 @@ VECTORIZABLE: tuple[str, ...] = (
     "validation.fold",
     "seed",
 )
+#: Validation rows evaluated at once per member, so memory stays bounded on large validation sets.
+VAL_CHUNK = 2048
 
 
 def group_key(cfg: DictConfig) -> str | None:
@@ -43,15 +61,262 @@ def group_key(cfg: DictConfig) -> str | None:
     return fingerprint({k: v for k, v in flatten(cfg).items() if k not in VECTORIZABLE})
 
 
+@dataclass(frozen=True)
+class Member:
+    """One (config, fold) of a population: which config, which fold, and the fold's rows."""
+
+    config: int
+    fold: Fold
+
+
 def fit_population(cfgs: Sequence[DictConfig], max_population: int = 64) -> list[list[tuple[int | None, Fitted]]]:
     """For each config, what :func:`sweep.run._fit_folds` returns for it: ``[(fold index, Fitted), ...]``.
 
     All ``cfgs`` must share one :func:`group_key`; at most ``max_population`` members
-    (config x fold) train at a time.
+    (config x fold) train at a time. A member's ``fit_time_s`` is its chunk's wall time
+    divided by the chunk's size. As in ``_fit_folds``, a config's folds after its first
+    diverged one are left out.
     """
-    from sweep.run import _fit_folds, check
+    from sweep.backend import keras
+    from sweep.run import check
 
     keys = {group_key(cfg) for cfg in cfgs}
     if len(keys) > 1 or None in keys:
         raise ValueError(f"fit_population: the configs must share one group key, not {sorted(map(str, keys))}")
-    return [_fit_folds(cfg, *check(cfg)) for cfg in cfgs]
+    if max_population < 1:
+        raise ValueError(f"fit_population: max_population={max_population} must be >= 1")
+    keras()  # TensorFlow started quietly, with the process's thread limits
+    checked = [check(cfg) for cfg in cfgs]
+    data = checked[0][0] if checked else None
+    members = [Member(c, fold) for c, (_, folds) in enumerate(checked) for fold in folds]
+    # a fold missing a class gets a narrower softmax in the ordinary path: such members train apart
+    by_classes: dict[int, list[int]] = {}
+    for i, member in enumerate(members):
+        by_classes.setdefault(_n_classes(data, member.fold), []).append(i)
+    fits: dict[int, Fitted] = {}
+    for n_classes, group in by_classes.items():
+        for start in range(0, len(group), max_population):
+            chunk = group[start : start + max_population]
+            fits |= zip(chunk, _fit_chunk(cfgs, [members[i] for i in chunk], data, n_classes))
+    out: list[list[tuple[int | None, Fitted]]] = [[] for _ in cfgs]
+    for i, member in enumerate(members):
+        runs = out[member.config]
+        if not (runs and runs[-1][1].diverged):
+            runs.append((member.fold.index, fits[i]))
+    return out
+
+
+def _n_classes(data: Dataset, fold: Fold) -> int:
+    """The class count :func:`sweep.tasks.compiled.classify` sees on ``fold``."""
+    return int(max(data.y[fold.train].max(), data.y[fold.val].max())) + 1
+
+
+def _padded(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` as one ``[members, longest]`` index array (padded with row 0) and each member's count."""
+    counts = np.array([len(r) for r in rows], np.int32)
+    out = np.zeros((len(rows), counts.max()), np.int32)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out, counts
+
+
+def _fit_chunk(cfgs: Sequence[DictConfig], chunk: list[Member], data: Dataset, n_classes: int) -> list[Fitted]:
+    """Train ``chunk`` as one population; one Fitted per member."""
+    start = time.perf_counter()
+    input_shape = data.x.shape[1:]
+    member_cfgs = [cfgs[m.config] for m in chunk]
+    cfg = member_cfgs[0]  # for what all members share
+    hp = np.array([compiled.hyperparameters(c) for c in member_cfgs], np.float32)
+    shape = compiled.Shape.of(cfg, input_shape, n_classes)
+    fit = _population_graph(shape, len(chunk), bool(hp[:, 3].any()))
+    train, n_train = _padded([m.fold.train for m in chunk])
+    val, n_val = _padded([m.fold.val for m in chunk])
+    outputs = fit(
+        _flat_rows(data),
+        np.asarray(data.y, np.int64),
+        train,
+        n_train,
+        val,
+        n_val,
+        hp,
+        np.array([c.seed for c in member_cfgs], np.int64),
+        np.int32(cfg.trainer.epochs),
+        np.int32(cfg.trainer.batch_size),
+    )
+    history, ran, weights, ms, vs, iterations = (
+        [t.numpy() for t in o] if isinstance(o, (list, tuple)) else o.numpy() for o in outputs
+    )
+    per_member = (time.perf_counter() - start) / len(chunk)
+    fits = []
+    for i, member_cfg in enumerate(member_cfgs):
+        state = compiled.TrainedState([w[i] for w in weights], [m[i] for m in ms], [v[i] for v in vs], int(iterations[i]))
+        fitted = compiled.fitted(member_cfg, history[: ran[i], i], state, input_shape, n_classes)
+        fitted.metrics["fit_time_s"] = per_member
+        fits.append(fitted)
+    return fits
+
+
+def _flat_rows(data: Dataset) -> np.ndarray:
+    """The dataset's rows flattened to float32 vectors."""
+    return np.ascontiguousarray(data.x, np.float32).reshape(len(data.x), -1)
+
+
+@lru_cache(maxsize=8)
+def _population_graph(shape: compiled.Shape, size: int, dropout: bool):
+    """The population's fit as a ``tf.function`` for ``size`` members of ``shape``, traced on first call and kept.
+
+    Without ``dropout`` (every member's rate 0) the masks are left out of the graph, which changes no number.
+    """
+    import tensorflow as tf
+
+    act = compiled._activations()[shape.activation]
+    n_hidden = len(shape.hidden_units)
+    members = range(size)
+
+    def forward(params, x, rate, keys):
+        """Logits ``[M, rows, classes]`` of ``x`` ``[M, rows, features]``; with ``keys`` (training), inverted dropout."""
+        for i in range(n_hidden):
+            x = act(tf.einsum("mbd,mdh->mbh", x, params[2 * i]) + params[2 * i + 1][:, None, :])
+            if keys is not None and dropout:
+                noise = tf.stack(
+                    [
+                        tf.random.stateless_uniform(tf.shape(x)[1:], tf.stack([keys[m, 0], keys[m, 1] * 16 + i]))
+                        for m in members
+                    ]
+                )
+                x = tf.where(noise >= rate[:, None, None], x / (1.0 - rate)[:, None, None], 0.0)
+        return tf.einsum("mbd,mdh->mbh", x, params[2 * n_hidden]) + params[2 * n_hidden + 1][:, None, :]
+
+    def penalty(params, l1, l2):
+        total = tf.zeros([size])
+        for i in range(n_hidden):
+            kernel = params[2 * i]
+            total += l1 * tf.reduce_sum(tf.abs(kernel), [1, 2]) + l2 * tf.reduce_sum(tf.square(kernel), [1, 2])
+        return total
+
+    def scores(logits, y, mask):
+        """Per member: summed cross-entropy and hits over the rows ``mask`` keeps."""
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+        hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1), y), tf.float32)
+        zero = tf.zeros_like(ce)
+        return tf.reduce_sum(tf.where(mask, ce, zero), 1), tf.reduce_sum(tf.where(mask, hits, zero), 1)
+
+    def fit(x, y, train, n_train, val, n_val, hp, seeds, epochs, batch_size):
+        lr, l1, l2, rate = hp[:, 0], hp[:, 1], hp[:, 2], hp[:, 3]
+        steps = (n_train + batch_size - 1) // batch_size
+        max_steps = tf.reduce_max(steps)
+        width = max_steps * batch_size
+        size_f = tf.cast(n_train, tf.float32)
+        params = []
+        for i, (fan_in, fan_out) in enumerate(shape.layers):
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            draws = [
+                tf.random.stateless_uniform([fan_in, fan_out], tf.stack([seeds[m], tf.constant(i, tf.int64)]), -limit, limit)
+                for m in members
+            ]
+            params += [tf.stack(draws), tf.zeros([size, fan_out])]
+        zeros = [tf.zeros_like(p) for p in params]
+
+        def epoch_body(epoch, alive, ran, params, ms, vs, iterations, history):
+            shuffle_key = tf.cast(epoch, tf.int64) + (1 << 20)
+            order = tf.stack(
+                [
+                    tf.pad(
+                        tf.random.experimental.stateless_shuffle(tf.range(n_train[m]), tf.stack([seeds[m], shuffle_key])),
+                        [[0, width - n_train[m]]],
+                    )
+                    for m in members
+                ]
+            )
+            rows = tf.gather(train, order, batch_dims=1)
+
+            def step_body(step, params, ms, vs, iterations, loss_sum, hit_sum):
+                batch = rows[:, step * batch_size : (step + 1) * batch_size]
+                count = tf.clip_by_value(n_train - step * batch_size, 0, batch_size)
+                mask = tf.range(batch_size)[None, :] < count[:, None]
+                active = tf.logical_and(alive, count > 0)
+                count_f = tf.cast(count, tf.float32)
+                keys = tf.stack([seeds, tf.cast(epoch * steps + step, tf.int64) + (1 << 40)], axis=1)
+                with tf.GradientTape() as tape:
+                    tape.watch(params)
+                    logits = forward(params, tf.gather(x, batch), rate, keys)
+                    ce_sum, hit = scores(logits, tf.gather(y, batch), mask)
+                    loss = tf.math.divide_no_nan(ce_sum, count_f) + penalty(params, l1, l2)
+                    total = tf.reduce_sum(tf.where(active, loss, tf.zeros_like(loss)))
+                grads = tape.gradient(total, params)
+                t = iterations + 1.0
+                alpha = lr * tf.sqrt(1.0 - tf.pow(compiled.BETA_2, t)) / (1.0 - tf.pow(compiled.BETA_1, t))
+                new = ([], [], [])
+                for w, g, m, v in zip(params, grads, ms, vs):
+                    expand = (slice(None),) + (None,) * (len(w.shape) - 1)
+                    on = active[expand]
+                    m2 = m + (g - m) * (1.0 - compiled.BETA_1)
+                    v2 = v + (tf.square(g) - v) * (1.0 - compiled.BETA_2)
+                    w2 = w - (m2 * alpha[expand]) / (tf.sqrt(v2) + compiled.EPSILON)
+                    for out, after, before in zip(new, (w2, m2, v2), (w, m, v)):
+                        out.append(tf.where(on, after, before))
+                iterations += tf.cast(active, tf.float32)
+                hit_acc = tf.math.divide_no_nan(hit, count_f)
+                loss_sum += tf.where(active, loss * count_f, tf.zeros_like(loss))
+                hit_sum += tf.where(active, hit_acc * count_f, tf.zeros_like(loss))
+                return step + 1, *new, iterations, loss_sum, hit_sum
+
+            zero = tf.zeros([size])
+            _, params, ms, vs, iterations, loss_sum, hit_sum = tf.while_loop(
+                lambda step, *_: step < max_steps,
+                step_body,
+                (tf.constant(0), params, ms, vs, iterations, zero, zero),
+            )
+            val_ce, val_hits = evaluate(params, x, y, val, n_val)
+            n_val_f = tf.cast(n_val, tf.float32)
+            train_loss = loss_sum / size_f
+            row = tf.stack(
+                [train_loss, hit_sum / size_f, val_ce / n_val_f + penalty(params, l1, l2), val_hits / n_val_f], axis=1
+            )
+            history = history.write(epoch, row)
+            ran += tf.cast(alive, tf.int32)
+            alive = tf.logical_and(alive, tf.math.is_finite(train_loss))
+            return epoch + 1, alive, ran, params, ms, vs, iterations, history
+
+        start = (
+            tf.constant(0),
+            tf.ones([size], tf.bool),
+            tf.zeros([size], tf.int32),
+            params,
+            zeros,
+            zeros,
+            tf.zeros([size]),
+            tf.TensorArray(tf.float32, size=epochs),
+        )
+        ran_epochs, _, ran, params, ms, vs, iterations, history = tf.while_loop(
+            lambda epoch, alive, *_: tf.logical_and(epoch < epochs, tf.reduce_any(alive)), epoch_body, start
+        )
+        return history.stack()[:ran_epochs], ran, params, ms, vs, iterations
+
+    def evaluate(params, x, y, val, n_val):
+        """Per member: summed cross-entropy and hits over its validation rows, :data:`VAL_CHUNK` rows at a time."""
+        width = tf.shape(val)[1]
+
+        def body(start, ce_sum, hit_sum):
+            idx = val[:, start : start + VAL_CHUNK]
+            mask = (start + tf.range(tf.shape(idx)[1]))[None, :] < n_val[:, None]
+            ce, hits = scores(forward(params, tf.gather(x, idx), None, None), tf.gather(y, idx), mask)
+            return start + VAL_CHUNK, ce_sum + ce, hit_sum + hits
+
+        zero = tf.zeros([size])
+        _, ce_sum, hit_sum = tf.while_loop(lambda start, *_: start < width, body, (tf.constant(0), zero, zero))
+        return ce_sum, hit_sum
+
+    specs = [
+        tf.TensorSpec([None, shape.n_features], tf.float32),
+        tf.TensorSpec([None], tf.int64),
+        tf.TensorSpec([size, None], tf.int32),
+        tf.TensorSpec([size], tf.int32),
+        tf.TensorSpec([size, None], tf.int32),
+        tf.TensorSpec([size], tf.int32),
+        tf.TensorSpec([size, 4], tf.float32),
+        tf.TensorSpec([size], tf.int64),
+        tf.TensorSpec([], tf.int32),
+        tf.TensorSpec([], tf.int32),
+    ]
+    return tf.function(fit, input_signature=specs, autograph=False)
