@@ -9,6 +9,9 @@ propagates, leaving no record, so the run is redone on resume.
 Resume: a completed record whose fingerprint equals the config's, in the job's dir or in
 any dir of the same sweep, is reused instead of training again (copied, with its
 artifacts, when it lives elsewhere). Failed and diverged records are never reused.
+
+A launcher that trains several configs at once (``hydra/launcher=vectorized``) hands each
+run its results through :func:`precompute`; the run then records them as its own.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
     if reused is not None:
         log.info("reused completed run %s (fingerprint %s)", reused["reused_from"], fprint)
         return reused
+    ahead = _precomputed.pop(fprint, None)
     _discard(job.dir)
     record: dict[str, Any] = {
         "status": "failed",
@@ -104,7 +108,7 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         data, folds = check(cfg)
-        fits = _fit_folds(cfg, data, folds)
+        fits = ahead if ahead is not None else _fit_folds(cfg, data, folds)
         record |= _metrics(fits)
         record["status"] = "diverged" if any(fit.diverged for _, fit in fits) else "completed"
         if record["status"] == "diverged":
@@ -122,6 +126,30 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
     if job.sweep_dir is not None and record["status"] == "completed":
         _completed_index(Path(job.sweep_dir)).setdefault(fprint, []).append(job.dir)
     return record
+
+
+#: Per-fold results of configs trained ahead of their job (a population), by fingerprint; see :func:`precompute`.
+_precomputed: dict[str, list[tuple[int | None, Fitted]]] = {}
+
+
+def precompute(fprint: str, fits: list[tuple[int | None, Fitted]] | None) -> None:
+    """Give the next :func:`run_job` of the config with fingerprint ``fprint`` its per-fold results (``None``: take them back).
+
+    ``fits`` is what :func:`_fit_folds` would have returned; that run records them
+    (metrics, history, artifacts) instead of training. Each is taken once.
+    """
+    if fits is None:
+        _precomputed.pop(fprint, None)
+    else:
+        _precomputed[fprint] = fits
+
+
+def reusable(fprint: str, job: Job) -> bool:
+    """Whether :func:`reuse` would find a completed record for ``fprint`` (nothing is copied)."""
+    candidates = [job.dir]
+    if job.sweep_dir is not None:
+        candidates += _completed_index(Path(job.sweep_dir)).get(fprint, [])
+    return any(_completed(source, fprint) is not None for source in candidates)
 
 
 def reuse(fprint: str, job: Job) -> dict[str, Any] | None:

@@ -1,0 +1,226 @@
+"""``hydra/launcher=vectorized``: Hydra's launcher suites, and sweep's jobs trained as populations.
+
+Hydra's suites run Hydra's test apps, whose configs are not sweep runs: every job runs
+ordinarily there. The grouped path is checked with the suites' own per-job checks
+(``verify_dir_outputs``, job numbers, returns) on sweep's app, and end to end against the
+basic launcher: same files, same metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra.core.plugins import Plugins
+from hydra.plugins.launcher import Launcher
+from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
+from hydra.test_utils.test_utils import verify_dir_outputs
+from hydra.version import VersionBase
+from omegaconf import open_dict
+from packaging.version import Version
+
+from hydra_plugins.sweep_vectorized.vectorized_launcher import VectorizedLauncher, members, plan
+from sweep.config import config_dir
+
+from conftest import records_under, run_sweep
+from test_launchers import VOLATILE, compose_with_hydra
+
+#: The issue's 8-job sweep: 2 learning rates x 2 dropout rates x 2 folds, one population.
+EIGHT_JOBS = [
+    "optimizer.lr=1e-3,1e-2",
+    "regularizer.dropout=0,0.5",
+    "validation=kfold",
+    "validation.fold=0,1",
+    "trainer.epochs=2",
+]
+POPULATION = re.compile(r"trained a population of (\d+) jobs")
+
+
+def test_hydra_discovers_the_launcher() -> None:
+    assert VectorizedLauncher.__name__ in [plugin.__name__ for plugin in Plugins.instance().discover(Launcher)]
+
+
+@pytest.fixture
+def hydra_default_version_base():
+    """Hydra's version base as its own plugin tests see it (unset: 1.1, jobs chdir); sweep's app and compose set 1.3 process-wide."""
+    version = VersionBase.instance()
+    saved = version.getbase()
+    version.setbase(Version("1.1"))
+    yield
+    version.version_base = saved
+
+
+@pytest.mark.usefixtures("hydra_default_version_base")
+@pytest.mark.filterwarnings("ignore:Future Hydra versions will no longer change working directory")
+@pytest.mark.parametrize(("launcher_name", "overrides"), [("vectorized", [])])
+class TestVectorizedLauncher(LauncherTestSuite):
+    """Hydra's launcher suite (its test apps: every job runs ordinarily)."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("task_launcher_cfg", "extra_flags"), [({}, ["-m", "hydra/launcher=vectorized"])])
+class TestVectorizedLauncherIntegration(IntegrationTestSuite):
+    """Hydra's integration suite: its test apps in subprocesses (one job each, so nothing groups)."""
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def _sweep_configs(*jobs: list[str], sweep_dir: Path) -> list:
+    """Each job's config with its ``hydra`` node and job number, as the launcher composes it."""
+    configs = []
+    for num, overrides in enumerate(jobs):
+        config = compose_with_hydra(*overrides, f"hydra.sweep.dir={sweep_dir}")
+        with open_dict(config):
+            config.hydra.job.num = num
+            config.hydra.job.id = num
+        configs.append(config)
+    return configs
+
+
+def _chunks(plan_: dict) -> list[tuple[int, ...]]:
+    return sorted({tuple(member.index for member in chunk) for chunk in plan_.values()})
+
+
+def test_jobs_differing_in_vectorizable_keys_group_and_large_groups_chunk_evenly(tmp_path: Path) -> None:
+    lrs = [[f"optimizer.lr={lr}"] for lr in (1e-3, 2e-3, 3e-3, 4e-3, 5e-3)]
+    # sgd can't join; hidden_units=[16] is another graph (a group of one); the last duplicates job 0.
+    others = [["optimizer=sgd"], ["model.hidden_units=[16]"], ["optimizer.lr=1e-3"]]
+    candidates = members(_sweep_configs(*lrs, *others, sweep_dir=tmp_path))
+    assert len(candidates) == 8
+    assert _chunks(plan(candidates, max_population=64)) == [(0, 1, 2, 3, 4)]
+    assert _chunks(plan(candidates, max_population=4)) == [(0, 1), (2, 3, 4)]  # near-equal, not 4 + 1
+    assert _chunks(plan(candidates, max_population=2)) == [(1, 2), (3, 4)]  # a chunk of one trains on its own
+
+
+def test_jobs_with_a_completed_record_in_the_sweep_are_left_out(tmp_path: Path) -> None:
+    configs = _sweep_configs(["optimizer.lr=1e-3"], ["optimizer.lr=1e-2"], ["optimizer.lr=1e-1"], sweep_dir=tmp_path)
+    first = members(configs)[0]
+    job_dir = tmp_path / "0"
+    job_dir.mkdir()
+    record = {"status": "completed", "fingerprint": first.fingerprint, "artifacts": []}
+    (job_dir / "result.json").write_text(json.dumps(record))
+    assert _chunks(plan(members(configs), max_population=64)) == [(1, 2)]
+
+
+def test_other_apps_configs_are_not_members(tmp_path: Path) -> None:
+    config = _sweep_configs([], sweep_dir=tmp_path)[0]
+    with open_dict(config):
+        del config["model"]
+    assert members([config]) == []
+
+
+# ----------------------------------------------------------------------------- the grouped path, in process
+
+
+def test_grouped_jobs_pass_the_suites_per_job_checks(hydra_sweep_runner, tmp_path: Path) -> None:
+    from sweep.app import run
+
+    overrides = ["hydra.job.chdir=true", "optimizer.lr=1e-3,1e-2", "validation=kfold", "validation.fold=0,1", "trainer.epochs=1", "trainer.save_model=false"]
+    sweep = hydra_sweep_runner(
+        calling_file=None,
+        calling_module="sweep.app",
+        task_function=run.__wrapped__,
+        config_path=config_dir(),
+        config_name="config",
+        overrides=["hydra/launcher=vectorized", *overrides],
+        temp_dir=tmp_path / "sweep",
+    )
+    with sweep:
+        returns = sweep.returns[0]
+        assert len(returns) == 4
+        records = records_under(tmp_path / "sweep")
+        assert (tmp_path / "sweep" / "results.csv").is_file()
+        for num, (job_return, record) in enumerate(zip(returns, records)):
+            verify_dir_outputs(job_return, job_return.overrides)
+            assert job_return.hydra_cfg.hydra.job.num == num == record["job_num"]
+            assert job_return.hydra_cfg.hydra.launcher.max_population == 64
+            assert record["status"] == "completed"
+            assert job_return.return_value == pytest.approx(record["val_accuracy"])
+            assert Path(job_return.working_dir) == tmp_path / "sweep" / str(num)
+
+
+# ----------------------------------------------------------------------------- end to end, against the basic launcher
+
+
+def _populations(proc) -> list[int]:
+    return [int(n) for n in POPULATION.findall(proc.stdout + proc.stderr)]
+
+
+def _reused(proc) -> int:
+    return (proc.stdout + proc.stderr).count("(reused)")
+
+
+def _files(job_dir: Path) -> list[str]:
+    return sorted(str(path.relative_to(job_dir)) for path in job_dir.rglob("*") if path.is_file())
+
+
+@pytest.mark.slow
+def test_a_vectorized_sweep_writes_what_the_basic_launcher_writes(tmp_path: Path) -> None:
+    basic = run_sweep("-m", *EIGHT_JOBS, "hydra.sweep.dir=basic", cwd=tmp_path)
+    vectorized = run_sweep("-m", *EIGHT_JOBS, "hydra/launcher=vectorized", "hydra.sweep.dir=vec", cwd=tmp_path)
+    assert _populations(basic) == [] and _populations(vectorized) == [8]
+    expected, got = records_under(tmp_path / "basic"), records_under(tmp_path / "vec")
+    assert len(got) == len(expected) == 8
+    for num, (want, have) in enumerate(zip(expected, got)):
+        assert have["status"] == "completed" and have["job_num"] == num
+        assert _files(tmp_path / "vec" / str(num)) == _files(tmp_path / "basic" / str(num))
+        assert set(have) == set(want)
+        for key, value in want.items():
+            if any(word in key for word in VOLATILE) or key in ("fingerprint",):
+                continue
+            if isinstance(value, float):
+                # one validation row flipping (1/288 of digits' kfold fold) is float noise; a wrong lr is not
+                assert have[key] == pytest.approx(value, abs=4e-3 if "accuracy" in key else 1e-3), key
+            elif key != "hydra":
+                assert have[key] == value, key
+        assert have["fingerprint"] == want["fingerprint"]
+        history = [np.genfromtxt(tmp_path / d / str(num) / "history.csv", delimiter=",", names=True) for d in ("basic", "vec")]
+        assert history[0].dtype.names == history[1].dtype.names
+        for name in history[0].dtype.names:
+            np.testing.assert_allclose(history[1][name], history[0][name], atol=4e-3, err_msg=name)
+    for table in ("results.csv", "summary.csv", "results.parquet"):
+        assert (tmp_path / "vec" / table).is_file()
+
+    # Resume: every record is reused, nothing trains; the lost records are the only runs trained again.
+    again = run_sweep("-m", *EIGHT_JOBS, "hydra/launcher=vectorized", "hydra.sweep.dir=vec", cwd=tmp_path)
+    assert _populations(again) == [] and _reused(again) == 8
+    (tmp_path / "vec" / "3" / "result.json").unlink()
+    (tmp_path / "vec" / "5" / "result.json").unlink()
+    partial = run_sweep("-m", *EIGHT_JOBS, "hydra/launcher=vectorized", "hydra.sweep.dir=vec", cwd=tmp_path)
+    assert _populations(partial) == [2] and _reused(partial) == 6
+    records = records_under(tmp_path / "vec")
+    assert [record["status"] for record in records] == ["completed"] * 8
+    for num in (3, 5):
+        assert records[num]["val_accuracy"] == pytest.approx(got[num]["val_accuracy"])
+        assert records[num]["started_at"] >= got[num]["started_at"]
+
+
+@pytest.mark.slow
+def test_jobs_that_cannot_group_run_ordinarily(tmp_path: Path) -> None:
+    proc = run_sweep(
+        "-m", "optimizer=adam,sgd", "optimizer.lr=1e-3,1e-2", "model.hidden_units=[32],[16]", "trainer.epochs=1",
+        "trainer.save_model=false", "hydra/launcher=vectorized", "hydra.sweep.dir=mixed", cwd=tmp_path,
+    )  # fmt: skip
+    # Adam: one population per hidden_units (2 learning rates each); sgd: 4 ordinary runs.
+    assert _populations(proc) == [2, 2]
+    records = records_under(tmp_path / "mixed")
+    assert [record["status"] for record in records] == ["completed"] * 8
+    assert (tmp_path / "mixed" / "results.csv").is_file()
+
+
+@pytest.mark.slow
+def test_a_failing_population_falls_back_to_ordinary_runs(tmp_path: Path) -> None:
+    proc = run_sweep(
+        "-m", "dataset=npz", "dataset.path=missing.npz", "optimizer.lr=1e-3,1e-2", "fail_on_error=false",
+        "hydra/launcher=vectorized", "hydra.sweep.dir=broken", cwd=tmp_path,
+    )  # fmt: skip
+    assert "population of 2 jobs failed; they run one by one" in proc.stdout + proc.stderr
+    records = records_under(tmp_path / "broken")
+    assert len(records) == 2
+    assert all(record["status"] == "failed" and "missing.npz" in record["error"] for record in records)
+    assert all(math.isnan(record["fit_time_s"]) for record in records)
