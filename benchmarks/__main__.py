@@ -39,6 +39,8 @@ COLUMNS = [
     "W1_loop_acc", "W1_tuner_acc", "W1_sweep_acc",
     "W2_loop_s", "W2_sweep_s", "W2_sweep_over_loop", "W2_loop_acc", "W2_sweep_acc",
     "W2_joblib_s", "W2_joblib_speedup", "W2_joblib_acc",
+    "W1_population_s", "W1_population_over_loop", "W1_population_acc",
+    "W2_population_s", "W2_population_over_loop", "W2_population_acc",
     "overhead_per_job_ms", "in_job_overhead_ms", "first_job_s", "fit_first_s", "fit_rest_ms",
     "loop_fit_mean_s",
     "peak_rss_loop_mb", "peak_rss_tuner_mb", "peak_rss_sweep_mb",
@@ -52,7 +54,7 @@ def _has_joblib_launcher() -> bool:
 
 
 def _contenders(workload: str, joblib: bool = True) -> list[str]:
-    names = ["loop", "tuner", "sweep"] if workload == "W1" else ["loop", "sweep"]
+    names = ["loop", "tuner", "sweep", "population"] if workload == "W1" else ["loop", "sweep", "population"]
     if workload == "W2" and joblib and _has_joblib_launcher():
         names.append("sweep-joblib")
     return names
@@ -128,6 +130,7 @@ def bench(quick: bool, rounds: int, memory: bool) -> dict[str, Any]:
             row[f"{w}_{short}_s"] = wall(w, c)
             row[f"{w}_{short}_acc"] = acc(w, c)
         row[f"{w}_sweep_over_loop"] = ratio(w, "sweep", "loop")
+        row[f"{w}_population_over_loop"] = ratio(w, "population", "loop")
     row["W1_sweep_over_tuner"] = ratio("W1", "sweep", "tuner")
     if ("W2", "sweep-joblib") in results:
         row["W2_joblib_speedup"] = ratio("W2", "sweep", "sweep-joblib")
@@ -166,6 +169,8 @@ def report(row: dict[str, Any]) -> str:
         f"W2 wall s      loop {f('W2_loop_s')}  sweep {f('W2_sweep_s')}  sweep joblib(2) {f('W2_joblib_s')}",
         f"W2 ratios      sweep/loop {f('W2_sweep_over_loop')}  basic/joblib(2) speed-up {f('W2_joblib_speedup')}  (targets <= 0.6, >= 1.6)",
         f"W2 best acc    loop {f('W2_loop_acc', '.4f')}  sweep {f('W2_sweep_acc', '.4f')}  joblib {f('W2_joblib_acc', '.4f')}",
+        f"population     W1 {f('W1_population_s')} s ({f('W1_population_over_loop')} x loop)  W2 {f('W2_population_s')} s "
+        f"({f('W2_population_over_loop')} x loop, target <= 0.10)  best acc W1 {f('W1_population_acc', '.4f')}  W2 {f('W2_population_acc', '.4f')}",
         f"accuracies agree within {AGREEMENT_POINTS} points: {row['acc_agree']}",
         f"sweep per job  overhead outside fit {f('overhead_per_job_ms', '.1f')} ms (target <= 50)  "
         f"inside run_job {f('in_job_overhead_ms', '.1f')} ms  fit: first {f('fit_first_s')} s, later {f('fit_rest_ms', '.0f')} ms "

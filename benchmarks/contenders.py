@@ -1,12 +1,14 @@
-"""The three contenders, each run as a fresh process so every wall time includes its own start-up.
+"""The contenders, each run as a fresh process so every wall time includes its own start-up.
 
 * ``loop``: the tutorial's own style, a Python loop of ``model.fit`` calls on a fresh
   ``keras.Sequential`` per config and fold;
 * ``tuner``: keras-tuner ``GridSearch`` over the same grid (holdout workloads only);
+* ``population``: every config and fold as one population (``sweep.population``), called
+  directly (process start-up, TensorFlow import and trace included; no launcher, no records);
 * ``sweep``: the real ``sweep -m ...`` command with default settings (basic launcher),
   or any launcher given by extra overrides (``hydra/launcher=joblib``).
 
-``python -m benchmarks.contenders loop|tuner W1|W2 [--quick] OUT`` runs one of the first
+``python -m benchmarks.contenders loop|tuner|population W1|W2 [--quick] OUT`` runs one of the first
 two and writes its result as JSON to ``OUT``; :func:`run` is the parent's side of all three.
 """
 
@@ -140,7 +142,38 @@ def tuner(workload: Workload) -> dict[str, Any]:
     return {"accuracy": accuracy, "fit_s": [search_s]}
 
 
-CHILDREN = {"loop": loop, "tuner": tuner}
+def population_configs(workload: Workload) -> list:
+    """One sweep config per (config, fold) of ``workload``, as ``sweep -m`` composes them."""
+    from sweep.config import compose
+
+    cfgs = []
+    for lr, l2, dropout in workload.configs:
+        base = [f"optimizer.lr={lr}", f"regularizer.l2={l2}", f"regularizer.dropout={dropout}"]
+        base += [f"trainer.epochs={workload.epochs}", f"trainer.batch_size={workload.batch_size}"]
+        if workload.folds is None:
+            cfgs.append(compose(*base))
+        else:
+            folds = ["validation=kfold", f"validation.n_splits={workload.folds}"]
+            cfgs += [compose(*base, *folds, f"validation.fold={k}") for k in range(workload.folds)]
+    return cfgs
+
+
+def population(workload: Workload) -> dict[str, Any]:
+    """The workload as one population (``sweep.population.fit_population``), no Hydra launcher or records."""
+    from sweep.population import fit_population
+
+    cfgs = population_configs(workload)
+    start = time.perf_counter()
+    fits = fit_population(cfgs)
+    fit_s = time.perf_counter() - start
+    by_config: dict[str, list[float]] = defaultdict(list)
+    for cfg, runs in zip(cfgs, fits):
+        reg = cfg.regularizer
+        by_config[key(cfg.optimizer.lr, reg.l2, reg.dropout)] += [fit.metrics["val_accuracy"] for _, fit in runs]
+    return {"accuracy": {k: sum(v) / len(v) for k, v in by_config.items()}, "fit_s": [fit_s]}
+
+
+CHILDREN = {"loop": loop, "tuner": tuner, "population": population}
 
 
 # ---------------------------------------------------------------------- parent side
