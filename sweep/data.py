@@ -44,10 +44,6 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
 
-    @property
-    def n_classes(self) -> int:
-        return int(max(self.y.max(), self.y_test.max())) + 1
-
 
 # ------------------------------------------------------------------------- loaders
 
