@@ -5,6 +5,8 @@ fresh process, alternating the contenders round by round so that a busy machine 
 them alike; prints wall times, the ratios sweep/loop and sweep/keras-tuner (median over
 rounds of the per-round ratios), each contender's best mean validation accuracy, sweep's
 per-job overhead outside ``fit`` and peak RSS; appends one row to ``benchmarks/results.csv``.
+The contenders include ``population`` (``fit_population`` called directly) and
+``sweep-vectorized`` (the real ``sweep -m ... hydra/launcher=vectorized``, end to end).
 
     python -m benchmarks [--quick] [--rounds N] [--csv FILE] [--no-memory]
 """
@@ -41,9 +43,11 @@ COLUMNS = [
     "W2_joblib_s", "W2_joblib_speedup", "W2_joblib_acc",
     "W1_population_s", "W1_population_over_loop", "W1_population_acc",
     "W2_population_s", "W2_population_over_loop", "W2_population_acc",
+    "W1_vectorized_s", "W1_vectorized_over_loop", "W1_vectorized_acc",
+    "W2_vectorized_s", "W2_vectorized_over_loop", "W2_vectorized_acc",
     "overhead_per_job_ms", "in_job_overhead_ms", "first_job_s", "fit_first_s", "fit_rest_ms",
     "loop_fit_mean_s",
-    "peak_rss_loop_mb", "peak_rss_tuner_mb", "peak_rss_sweep_mb",
+    "peak_rss_loop_mb", "peak_rss_tuner_mb", "peak_rss_sweep_mb", "peak_rss_vectorized_mb",
     "rss_10_jobs_mb", "rss_50_jobs_mb", "rss_growth_mb",
     "acc_agree",
 ]
@@ -55,12 +59,17 @@ def _has_joblib_launcher() -> bool:
 
 def _contenders(workload: str, joblib: bool = True) -> list[str]:
     names = ["loop", "tuner", "sweep", "population"] if workload == "W1" else ["loop", "sweep", "population"]
+    names.append("sweep-vectorized")
     if workload == "W2" and joblib and _has_joblib_launcher():
         names.append("sweep-joblib")
     return names
 
 
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+#: Extra ``sweep -m`` overrides of the sweep contenders other than the basic launcher.
+OVERRIDES = {"sweep-joblib": JOBLIB, "sweep-vectorized": ["hydra/launcher=vectorized"]}
+#: Short names of those contenders in the CSV columns.
+SHORT = {"sweep-joblib": "joblib", "sweep-vectorized": "vectorized"}
 
 
 def _commit() -> str:
@@ -110,7 +119,7 @@ def bench(quick: bool, rounds: int, memory: bool) -> dict[str, Any]:
                 for contender in names:
                     round_dir = Path(tmp) / f"round{r}"
                     round_dir.mkdir(exist_ok=True)
-                    overrides = JOBLIB if contender == "sweep-joblib" else []
+                    overrides = OVERRIDES.get(contender, [])
                     result = run(contender, workload, quick, round_dir, overrides)
                     results.setdefault((name, contender), []).append(result)
                     print(f"  round {r + 1}/{rounds} {name} {contender:<12} {result.wall_s:7.2f} s  best acc {result.best:.4f}", flush=True)
@@ -126,11 +135,12 @@ def bench(quick: bool, rounds: int, memory: bool) -> dict[str, Any]:
 
     for w in workloads:
         for c in _contenders(w, joblib=not quick):
-            short = {"sweep-joblib": "joblib"}.get(c, c)
+            short = SHORT.get(c, c)
             row[f"{w}_{short}_s"] = wall(w, c)
             row[f"{w}_{short}_acc"] = acc(w, c)
         row[f"{w}_sweep_over_loop"] = ratio(w, "sweep", "loop")
         row[f"{w}_population_over_loop"] = ratio(w, "population", "loop")
+        row[f"{w}_vectorized_over_loop"] = ratio(w, "sweep-vectorized", "loop")
     row["W1_sweep_over_tuner"] = ratio("W1", "sweep", "tuner")
     if ("W2", "sweep-joblib") in results:
         row["W2_joblib_speedup"] = ratio("W2", "sweep", "sweep-joblib")
@@ -141,8 +151,8 @@ def bench(quick: bool, rounds: int, memory: bool) -> dict[str, Any]:
     row["fit_first_s"] = statistics.median(res.extra["fit_first_s"] for res in sweep_w2)
     row["fit_rest_ms"] = 1000 * statistics.median(res.extra["fit_rest_mean_s"] for res in sweep_w2)
     row["loop_fit_mean_s"] = statistics.median(statistics.mean(res.fit_s) for res in results[("W2", "loop")])
-    for c in ("loop", "tuner", "sweep"):
-        row[f"peak_rss_{c}_mb"] = max(res.extra["peak_rss_mb"] for (w, name), rs in results.items() if name == c for res in rs)
+    for c in ("loop", "tuner", "sweep", "sweep-vectorized"):
+        row[f"peak_rss_{SHORT.get(c, c)}_mb"] = max(res.extra["peak_rss_mb"] for (w, name), rs in results.items() if name == c for res in rs)
     row["acc_agree"] = all(
         (max(accs) - min(accs)) * 100 <= AGREEMENT_POINTS
         for w in workloads
@@ -171,20 +181,37 @@ def report(row: dict[str, Any]) -> str:
         f"W2 best acc    loop {f('W2_loop_acc', '.4f')}  sweep {f('W2_sweep_acc', '.4f')}  joblib {f('W2_joblib_acc', '.4f')}",
         f"population     W1 {f('W1_population_s')} s ({f('W1_population_over_loop')} x loop)  W2 {f('W2_population_s')} s "
         f"({f('W2_population_over_loop')} x loop, target <= 0.10)  best acc W1 {f('W1_population_acc', '.4f')}  W2 {f('W2_population_acc', '.4f')}",
+        f"vectorized     sweep -m ... hydra/launcher=vectorized: W1 {f('W1_vectorized_s')} s ({f('W1_vectorized_over_loop')} x loop)  "
+        f"W2 {f('W2_vectorized_s')} s ({f('W2_vectorized_over_loop')} x loop, target <= 0.10)  "
+        f"best acc W1 {f('W1_vectorized_acc', '.4f')}  W2 {f('W2_vectorized_acc', '.4f')}",
         f"accuracies agree within {AGREEMENT_POINTS} points: {row['acc_agree']}",
         f"sweep per job  overhead outside fit {f('overhead_per_job_ms', '.1f')} ms (target <= 50)  "
         f"inside run_job {f('in_job_overhead_ms', '.1f')} ms  fit: first {f('fit_first_s')} s, later {f('fit_rest_ms', '.0f')} ms "
         f"(loop: {f('loop_fit_mean_s')} s per fit)",
         f"sweep start    process start to first record {f('first_job_s')} s",
-        f"peak RSS MB    loop {f('peak_rss_loop_mb', '.0f')}  keras-tuner {f('peak_rss_tuner_mb', '.0f')}  sweep {f('peak_rss_sweep_mb', '.0f')}",
+        f"peak RSS MB    loop {f('peak_rss_loop_mb', '.0f')}  keras-tuner {f('peak_rss_tuner_mb', '.0f')}  sweep {f('peak_rss_sweep_mb', '.0f')}  "
+        f"vectorized {f('peak_rss_vectorized_mb', '.0f')}",
         f"RSS MB         10 jobs {f('rss_10_jobs_mb', '.0f')}  50 jobs {f('rss_50_jobs_mb', '.0f')}  growth {f('rss_growth_mb', '.0f')}",
     ]
     return "\n".join(lines)
 
 
 def append_csv(row: dict[str, Any], path: Path) -> None:
-    """Append ``row`` to ``path`` (header first if the file is new); floats rounded for reading."""
+    """Append ``row`` to ``path`` (header first if the file is new); floats rounded for reading.
+
+    A file whose header is not :data:`COLUMNS` (written before columns were added) is first
+    rewritten under the current header, its old rows keeping their values by column name.
+    """
     new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with open(path, newline="") as old:
+            reader = csv.DictReader(old)
+            rows = list(reader) if reader.fieldnames != COLUMNS else None
+        if rows is not None:
+            with open(path, "w", newline="") as out:
+                writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
     with open(path, "a", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore")
         if new:

@@ -6,7 +6,9 @@
 * ``population``: every config and fold as one population (``sweep.population``), called
   directly (process start-up, TensorFlow import and trace included; no launcher, no records);
 * ``sweep``: the real ``sweep -m ...`` command with default settings (basic launcher),
-  or any launcher given by extra overrides (``hydra/launcher=joblib``).
+  or any launcher given by extra overrides: ``sweep-joblib`` (``hydra/launcher=joblib``),
+  ``sweep-vectorized`` (``hydra/launcher=vectorized``: the populations end to end, with
+  Hydra composing every job and every job writing its record).
 
 ``python -m benchmarks.contenders loop|tuner|population W1|W2 [--quick] OUT`` runs one of the first
 two and writes its result as JSON to ``OUT``; :func:`run` is the parent's side of all three.

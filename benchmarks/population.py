@@ -2,8 +2,9 @@
 
 Takes the first M (config, fold) members of W2 and trains them in one process both ways:
 one after another through ``sweep.run._fit_folds`` (the compiled graph, already traced)
-and as one population (timed cold, trace included, and warm); prints the table and each
-config's largest gap in mean validation accuracy between the two paths (at M = 40).
+and as one population (timed cold, trace included, and warm), and times the trace of the
+population's graph alone (``get_concrete_function``); prints the table and each config's
+largest gap in mean validation accuracy between the two paths.
 
     python -m benchmarks.population [--sizes 1 5 10 20 40]
 """
@@ -20,8 +21,10 @@ from benchmarks.workloads import WORKLOADS
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, float]]:
+    from sweep import population
     from sweep.population import fit_population
     from sweep.run import _fit_folds, check
+    from sweep.tasks import compiled
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.population", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 5, 10, 20, 40])
@@ -40,11 +43,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         start = time.perf_counter()
         ours = [runs[0][1].metrics["val_accuracy"] for runs in fit_population(members)]
         warm_s = time.perf_counter() - start
+        data, [fold] = check(members[0])
+        n_classes = population._n_classes(data, fold)
+        dropout = any(cfg.regularizer.dropout for cfg in members)
+        shape = compiled.Shape.of(members[0], data.x.shape[1:], n_classes)
+        population._population_graph.cache_clear()
+        graph = population._population_graph(shape, size, dropout)
+        start = time.perf_counter()
+        graph.get_concrete_function()
+        trace_s = time.perf_counter() - start
         gap = np.abs(np.subtract(ours, ordinary)).reshape(-1, min(size, 5)).mean(axis=1).max() * 100
-        rows.append({"M": size, "ordinary_s": ordinary_s, "cold_s": cold_s, "warm_s": warm_s, "max_config_gap_points": gap})
+        rows.append({"M": size, "ordinary_s": ordinary_s, "cold_s": cold_s, "warm_s": warm_s, "trace_s": trace_s, "max_config_gap_points": gap})
         print(
             f"M={size:3d}  ordinary {ordinary_s:6.2f} s  population cold {cold_s:5.2f} s ({ordinary_s / cold_s:5.1f}x)  "
-            f"warm {warm_s:5.2f} s ({ordinary_s / warm_s:5.1f}x)  largest per-config accuracy gap {gap:.3f} points",
+            f"warm {warm_s:5.2f} s ({ordinary_s / warm_s:5.1f}x)  trace {trace_s:4.2f} s  cold - warm {cold_s - warm_s:4.2f} s  largest per-config accuracy gap {gap:.3f} points",
             flush=True,
         )
     return rows

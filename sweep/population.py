@@ -171,18 +171,20 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool):
 
     act = compiled._activations()[shape.activation]
     n_hidden = len(shape.hidden_units)
-    members = range(size)
+
+    def per_member(draw, inputs, dtype):
+        """``draw`` of each member's slice of ``inputs``, stacked: one graph loop, so the graph does not grow with ``size``."""
+        return tf.map_fn(draw, inputs, fn_output_signature=dtype, parallel_iterations=size)
 
     def forward(params, x, rate, keys):
         """Logits ``[M, rows, classes]`` of ``x`` ``[M, rows, features]``; with ``keys`` (training), inverted dropout."""
         for i in range(n_hidden):
             x = act(tf.einsum("mbd,mdh->mbh", x, params[2 * i]) + params[2 * i + 1][:, None, :])
             if keys is not None and dropout:
-                noise = tf.stack(
-                    [
-                        tf.random.stateless_uniform(tf.shape(x)[1:], tf.stack([keys[m, 0], keys[m, 1] * 16 + i]))
-                        for m in members
-                    ]
+                noise = per_member(
+                    lambda key, rows=tf.shape(x)[1:], i=i: tf.random.stateless_uniform(rows, tf.stack([key[0], key[1] * 16 + i])),
+                    keys,
+                    tf.float32,
                 )
                 x = tf.where(noise >= rate[:, None, None], x / (1.0 - rate)[:, None, None], 0.0)
         return tf.einsum("mbd,mdh->mbh", x, params[2 * n_hidden]) + params[2 * n_hidden + 1][:, None, :]
@@ -210,23 +212,25 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool):
         params = []
         for i, (fan_in, fan_out) in enumerate(shape.layers):
             limit = math.sqrt(6.0 / (fan_in + fan_out))
-            draws = [
-                tf.random.stateless_uniform([fan_in, fan_out], tf.stack([seeds[m], tf.constant(i, tf.int64)]), -limit, limit)
-                for m in members
-            ]
-            params += [tf.stack(draws), tf.zeros([size, fan_out])]
+            draws = per_member(
+                lambda seed, dims=[fan_in, fan_out], i=i, limit=limit: tf.random.stateless_uniform(
+                    dims, tf.stack([seed, tf.constant(i, tf.int64)]), -limit, limit
+                ),
+                seeds,
+                tf.float32,
+            )
+            params += [tf.ensure_shape(draws, [size, fan_in, fan_out]), tf.zeros([size, fan_out])]
         zeros = [tf.zeros_like(p) for p in params]
 
         def epoch_body(epoch, alive, ran, params, ms, vs, iterations, history):
             shuffle_key = tf.cast(epoch, tf.int64) + (1 << 20)
-            order = tf.stack(
-                [
-                    tf.pad(
-                        tf.random.experimental.stateless_shuffle(tf.range(n_train[m]), tf.stack([seeds[m], shuffle_key])),
-                        [[0, width - n_train[m]]],
-                    )
-                    for m in members
-                ]
+            order = per_member(
+                lambda args: tf.pad(
+                    tf.random.experimental.stateless_shuffle(tf.range(args[1]), tf.stack([args[0], shuffle_key])),
+                    [[0, width - args[1]]],
+                ),
+                (seeds, n_train),
+                tf.int32,
             )
             rows = tf.gather(train, order, batch_dims=1)
 
