@@ -122,7 +122,7 @@ def bench(quick: bool, rounds: int, memory: bool) -> dict[str, Any]:
                     overrides = OVERRIDES.get(contender, [])
                     result = run(contender, workload, quick, round_dir, overrides)
                     results.setdefault((name, contender), []).append(result)
-                    print(f"  round {r + 1}/{rounds} {name} {contender:<12} {result.wall_s:7.2f} s  best acc {result.best:.4f}", flush=True)
+                    print(f"  round {r + 1}/{rounds} {name} {contender:<16} {result.wall_s:7.2f} s  best acc {result.best:.4f}", flush=True)
 
     def wall(w: str, c: str) -> float:
         return statistics.median(res.wall_s for res in results[(w, c)])
