@@ -1,6 +1,7 @@
 """``hydra/launcher=vectorized``: Hydra's basic launcher, except that sweep's jobs that can train together do.
 
-The jobs of a launch are composed as the basic launcher composes them. Those that are
+The jobs of a launch are composed as the basic launcher composes them (the configs Hydra's
+sweeper just composed to validate the batch are taken, not composed again). Those that are
 sweep runs and differ only in :data:`sweep.population.VECTORIZABLE` keys (equal
 :func:`sweep.population.group_key`) are trained as populations of at most
 ``max_population`` members, each in one TensorFlow graph; every member's per-fold results
