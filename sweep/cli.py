@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in (p for p in args.paths if p.is_dir()):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SkippedRecordWarning)
-                write_tables(path, args.metric)
+                write_tables(path, args.metric, runs=runs if len(args.paths) == 1 else None)
             print(f"wrote tables into {path}")
     if args.plot:
         from sweep.plots import plot_sweep

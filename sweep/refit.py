@@ -9,7 +9,6 @@ job whose config it is), which keeps :func:`sweep.results.load` from counting it
 from __future__ import annotations
 
 import math
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from sweep.config import fingerprint, flatten, validate
 from sweep.data import load_dataset
 from sweep.records import atomic_write, versions, write_record
 from sweep.results import load, runs_of, summarize
-from sweep.tasks import Fitted, get_task
+from sweep.tasks import fit as fit_task
 
 REFIT_DIR = "refit"
 
@@ -101,7 +100,7 @@ def refit(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: boo
         validate(cfg)
         data = load_dataset(cfg.dataset)
         record |= {"n_train_rows": len(data.y), "n_test_rows": len(data.y_test)}
-        fit = _fit(cfg, data.x, data.y, data.x_test, data.y_test)
+        fit = fit_task(cfg, data.x, data.y, data.x_test, data.y_test)
         record |= as_test_metrics(fit.metrics)
         record["status"] = "diverged" if fit.diverged else "completed"
         for name, write in fit.artifacts.items():
@@ -111,16 +110,3 @@ def refit(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: boo
     record["versions"] = versions()
     write_record(out_dir, record)
     return record
-
-
-def _fit(cfg: DictConfig, x, y, x_test, y_test) -> Fitted:
-    """One fit of the task on ``x``/``y``, scored on ``x_test``/``y_test``, seeded as a sweep job is."""
-    if cfg.task.name == "classify":
-        from sweep.backend import reset, seed_everything
-
-        reset()
-        seed_everything(cfg.seed)
-    start = time.perf_counter()
-    fit = get_task(cfg.task.name)(cfg, x, y, x_test, y_test)
-    fit.metrics["fit_time_s"] = time.perf_counter() - start
-    return fit

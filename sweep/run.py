@@ -43,7 +43,8 @@ from sweep.records import (
     write_text,
 )
 from sweep.splits import Fold, make_folds
-from sweep.tasks import Fitted, get_task
+from sweep.tasks import Fitted
+from sweep.tasks import fit as fit_task
 
 log = logging.getLogger(__name__)
 
@@ -239,20 +240,12 @@ def _log_traceback_to_files() -> None:
 
 
 def _fit_folds(cfg: DictConfig, data: Dataset, folds: list[Fold]) -> list[tuple[int | None, Fitted]]:
-    """Train a fresh model on each of ``folds``; every fold starts from the same seed."""
-    from sweep.backend import reset, seed_everything
-
-    task = get_task(cfg.task.name)
+    """Train a fresh model on each of ``folds`` (:func:`sweep.tasks.fit`); every fold starts from the same seed."""
     fits = []
     for fold in folds:
-        if cfg.task.name == "classify":
-            reset()
-            seed_everything(cfg.seed, cfg.trainer.get("deterministic", True))
-        start = time.perf_counter()
-        fit = task(cfg, data.x[fold.train], data.y[fold.train], data.x[fold.val], data.y[fold.val])
-        fit.metrics["fit_time_s"] = time.perf_counter() - start
-        fits.append((fold.index, fit))
-        if fit.diverged:
+        fitted = fit_task(cfg, data.x[fold.train], data.y[fold.train], data.x[fold.val], data.y[fold.val])
+        fits.append((fold.index, fitted))
+        if fitted.diverged:
             break
     return fits
 

@@ -1,14 +1,19 @@
 """Task functions: arrays in, metrics out. They know nothing of files or Hydra.
 
 A task is called as ``task(cfg, x_train, y_train, x_val, y_val)`` with the composed
-config and one fold's rows, and returns a :class:`Fitted`. ``task.name`` picks it.
+config and one fold's rows, and returns a :class:`Fitted`. ``task.name`` picks it;
+:func:`fit` is how a run (or a refit) calls it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
 
 
 @dataclass
@@ -36,3 +41,22 @@ def get_task(name: str) -> Callable[..., Fitted]:
 
         return cluster
     raise KeyError(name)
+
+
+def fit(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Fitted:
+    """Run ``cfg.task.name`` on one fold's rows from a clean, seeded start; its ``fit_time_s`` is the task call alone.
+
+    A Keras task first drops the previous fit's session state and seeds every generator
+    (with op determinism as ``trainer.deterministic`` says), so a fold's numbers never
+    depend on what ran before it in the process.
+    """
+    if cfg.task.name == "classify":
+        from sweep.backend import reset, seed_everything
+
+        reset()
+        seed_everything(cfg.seed, cfg.trainer.get("deterministic", True))
+    task = get_task(cfg.task.name)
+    start = time.perf_counter()
+    fitted = task(cfg, x_train, y_train, x_val, y_val)
+    fitted.metrics["fit_time_s"] = time.perf_counter() - start
+    return fitted
