@@ -19,7 +19,7 @@ if _PluginSweeper is not None:
     from omegaconf import DictConfig
 
     class OptunaSweeper(_PluginSweeper):
-        """hydra-optuna-sweeper's ``OptunaSweeper``: NaN results become failed trials, fold sweeps are refused."""
+        """hydra-optuna-sweeper's ``OptunaSweeper``: NaN results become failed trials, fold sweeps are refused, trials composed from a template (:class:`ComposeOnce`)."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             # Optuna imports alembic, which logs every plugin it sets up at INFO.
@@ -27,8 +27,10 @@ if _PluginSweeper is not None:
             super().__init__(*args, **kwargs)
 
         def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+            from sweep.compose_once import ComposeOnce
             from sweep.search import NanAsFailure
 
+            hydra_context = HydraContext(config_loader=ComposeOnce(hydra_context.config_loader), callbacks=hydra_context.callbacks)
             super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
             self.sweeper.launcher = NanAsFailure(self.sweeper.launcher)
 

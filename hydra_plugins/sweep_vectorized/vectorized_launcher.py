@@ -1,7 +1,7 @@
 """``hydra/launcher=vectorized``: Hydra's basic launcher, except that sweep's jobs that can train together do.
 
-The jobs of a launch are composed as the basic launcher composes them (the configs Hydra's
-sweeper just composed to validate the batch are taken, not composed again). Those that are
+The jobs of a launch are composed as the basic launcher composes them (with sweep's default
+``hydra/sweeper=grid``, each is a copy of a template: :mod:`sweep.compose_once`). Those that are
 sweep runs and differ only in :data:`sweep.population.VECTORIZABLE` keys (equal
 :func:`sweep.population.group_key`) are trained as populations of at most
 ``max_population`` members, each in one TensorFlow graph; every member's per-fold results
@@ -79,17 +79,6 @@ class VectorizedLauncher(Launcher):
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
-        self.composed: dict[tuple[str, ...], DictConfig] = {}
-        remember(hydra_context.config_loader, config, self.composed)
-
-    def compose(self, overrides: Sequence[str]) -> DictConfig:
-        """The job's config: the one the sweeper already composed for ``overrides`` (``validate_batch_is_legal``), else a fresh one."""
-        assert self.hydra_context is not None and self.config is not None
-        found = self.composed.pop(tuple(overrides), None)
-        if found is None:
-            found = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            self.composed.pop(tuple(overrides), None)  # ours alone: not kept
-        return found
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Compose every job, plan its populations, then run the jobs in order, training each population before its first member."""
@@ -100,7 +89,7 @@ class VectorizedLauncher(Launcher):
         log.info(f"Launching {len(job_overrides)} jobs locally, populations of up to {self.max_population}")
         configs = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            sweep_config = self.compose(overrides)
+            sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             with open_dict(sweep_config):
                 sweep_config.hydra.job.id = idx
                 sweep_config.hydra.job.num = idx
@@ -133,27 +122,6 @@ class VectorizedLauncher(Launcher):
                 for member in chunk:  # results no job took (the sweep was interrupted, or the task is not sweep's)
                     precompute(member.fingerprint, None)
         return runs
-
-
-def remember(loader: Any, master: DictConfig, composed: dict[tuple[str, ...], DictConfig]) -> None:
-    """Keep in ``composed`` every job config ``loader`` composes from ``master``, by its overrides.
-
-    Hydra's sweepers compose every job of a batch once to validate it (and discard them)
-    right before the launcher composes them all again; each job's composition is tens of
-    milliseconds, so the launcher takes the sweeper's instead. Hydra composes the same
-    overrides on the same master config to the same config (the master's resolver cache is
-    copied into each), and nothing else holds the ones the sweeper discarded.
-    """
-    compose = getattr(loader, "_sweep_vectorized_compose", None) or loader.load_sweep_config
-    loader._sweep_vectorized_compose = compose  # a later launcher on this loader replaces this one's hook, not wraps it
-
-    def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        config = compose(master_config=master_config, sweep_overrides=sweep_overrides)
-        if master_config is master:
-            composed[tuple(sweep_overrides)] = config
-        return config
-
-    loader.load_sweep_config = load_sweep_config
 
 
 def members(configs: Sequence[DictConfig]) -> list[Member]:

@@ -1,0 +1,57 @@
+"""``hydra/sweeper=grid``: Hydra's basic sweeper, composing jobs through :class:`sweep.compose_once.ComposeOnce`.
+
+The same command line, the same batches and jobs in the same order as
+``hydra/sweeper=basic``; every launcher (basic, joblib, ray, submitit, vectorized)
+composes the jobs through the sweeper's loader, so each composes a job from a template in
+about 6 ms instead of about 70 (``benchmarks`` measures the per-job overhead).
+``hydra/sweeper=basic`` is still there to compare with.
+
+No ``from __future__ import annotations``: Hydra's plugin scan runs the module outside
+``sys.modules``, where dataclasses cannot resolve string annotations.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+
+@dataclass
+class GridSweeperConf:
+    """As ``hydra/sweeper=basic``: ``max_batch_size`` jobs launched at a time (``null``: all), ``params`` swept like command-line overrides."""
+
+    _target_: str = "hydra_plugins.sweep_grid.grid_sweeper.GridSweeper"
+    max_batch_size: Optional[int] = None
+    params: Optional[Dict[str, str]] = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweeperConf, provider="sweep")
+
+
+class GridSweeper(BasicSweeper):
+    """Hydra's :class:`BasicSweeper` whose launcher (and batch validation) composes jobs with :class:`ComposeOnce`."""
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from sweep.compose_once import ComposeOnce  # not at Hydra's plugin scan: sweep's configs are its own app's
+
+        loader = hydra_context.config_loader
+        if not isinstance(loader, ComposeOnce):
+            hydra_context = HydraContext(config_loader=ComposeOnce(loader), callbacks=hydra_context.callbacks)
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        """Raise the composition error of the first job of ``batch`` that cannot be composed, before any job runs.
+
+        As Hydra's sweepers do, but each distinct value is tried once per set of group
+        choices instead of composing every job (:meth:`ComposeOnce.check`).
+        """
+        from sweep.compose_once import ComposeOnce
+
+        assert self.hydra_context is not None and self.config is not None
+        loader = self.hydra_context.config_loader
+        assert isinstance(loader, ComposeOnce)
+        for overrides in batch:
+            loader.check(self.config, list(overrides))
