@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterable
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -77,12 +78,17 @@ def history_csv(history: list[dict[str, float]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def versions() -> dict[str, str]:
-    """Installed versions of the libraries that decide a run's numbers."""
-    found = {}
+@cache
+def _installed_versions() -> tuple[tuple[str, str], ...]:
+    found = []
     for name in ("sweep", "tensorflow", "keras", "scikit-learn", "numpy"):
         try:
-            found[name] = metadata.version(name)
+            found.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
-            found[name] = "missing"
-    return found
+            found.append((name, "missing"))
+    return tuple(found)
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the libraries that decide a run's numbers (read once per process)."""
+    return dict(_installed_versions())

@@ -114,3 +114,26 @@ def test_the_kept_keras_model_saves_the_config_a_fresh_build_would() -> None:
         fresh = build_model(cfg, x.shape[1:], 10)
         assert kept.get_config() == fresh.get_config(), overrides
         assert kept.optimizer.get_config() == fresh.optimizer.get_config(), overrides
+
+
+def test_saving_with_keras_skip_sets_kept_writes_the_same_model_file(tmp_path: Path) -> None:
+    """``sweep.backend.save_model`` (Keras' cache of attribute skip-sets mended) writes what ``model.save`` writes."""
+    import zipfile
+
+    from sweep.backend import save_model
+
+    cfg = compose_config("regularizer.dropout=0.5")
+    reset()
+    model = build_model(cfg, (64,), 10)
+    model.optimizer.build(model.trainable_variables)
+    model.save(tmp_path / "plain.keras")
+    save_model(model, str(tmp_path / "kept.keras"))
+    save_model(model, str(tmp_path / "again.keras"))
+    for name in ("kept.keras", "again.keras"):
+        plain_zip, kept_zip = zipfile.ZipFile(tmp_path / "plain.keras"), zipfile.ZipFile(tmp_path / name)
+        assert plain_zip.namelist() == kept_zip.namelist()
+        assert plain_zip.read("config.json") == kept_zip.read("config.json")
+    plain, *kept = [keras().models.load_model(tmp_path / name) for name in ("plain.keras", "kept.keras", "again.keras")]
+    for other in kept:
+        pairs = zip(plain.weights + plain.optimizer.variables, other.weights + other.optimizer.variables, strict=True)
+        assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in pairs)

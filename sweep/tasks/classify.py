@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 from omegaconf import DictConfig
 
-from sweep.backend import keras
+from sweep.backend import keras, save_model
 from sweep.config import build
 from sweep.tasks import Fitted
 
@@ -73,7 +74,7 @@ def fit_keras(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: 
     ]
     diverged = not all(math.isfinite(row.get("loss", math.nan)) for row in history)
     restored = patience is not None and callbacks[-1].stopped_epoch > 0
-    artifacts = {"model.keras": model.save} if trainer.save_model and not diverged else {}
+    artifacts = {"model.keras": partial(save_model, model)} if trainer.save_model and not diverged else {}
     return summarize(history, restored, artifacts, diverged)
 
 

@@ -273,13 +273,14 @@ def classify(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: n
 
 def fitted(cfg: DictConfig, rows: np.ndarray, state: TrainedState, input_shape: tuple[int, ...], n_classes: int) -> Fitted:
     """The :class:`Fitted` of a fit graph's history ``rows`` (one row of :data:`COLUMNS` per epoch run) and final ``state``."""
+    from sweep.backend import save_model
     from sweep.tasks.classify import summarize
 
     history = [{"epoch": i, **dict(zip(COLUMNS, map(float, row)))} for i, row in enumerate(rows, start=1)]
     diverged = not all(math.isfinite(row["loss"]) for row in history)
     artifacts = {}
     if cfg.trainer.save_model and not diverged:
-        artifacts["model.keras"] = lambda path: keras_model(cfg, input_shape, n_classes, state).save(path)
+        artifacts["model.keras"] = lambda path: save_model(keras_model(cfg, input_shape, n_classes, state), path)
     return summarize(history, restored=False, artifacts=artifacts, diverged=diverged)
 
 
