@@ -25,7 +25,10 @@ def test_quick_benchmark_appends_a_row(tmp_path: Path) -> None:
     assert row["mode"] == "quick"
     for key in ("W1_loop_s", "W1_tuner_s", "W1_sweep_s", "W2_loop_s", "W2_sweep_s"):
         assert float(row[key]) > 0, key
-    for key in ("W1_sweep_over_loop", "W1_sweep_over_tuner", "W2_sweep_over_loop", "overhead_per_job_ms", "peak_rss_sweep_mb"):
+    for key in (
+        "W1_sweep_over_loop", "W1_sweep_over_tuner", "W2_sweep_over_loop", "W2_grid_sweeper_speedup",
+        "overhead_per_job_ms", "peak_rss_sweep_mb",
+    ):
         assert float(row[key]) > 0, key
     for key in ("W1_loop_acc", "W1_tuner_acc", "W1_sweep_acc", "W2_loop_acc", "W2_sweep_acc"):
         assert 0.7 < float(row[key]) <= 1.0, (key, row[key])

@@ -52,8 +52,9 @@ def fit(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
     """
     if cfg.task.name == "classify":
         from sweep.backend import reset, seed_everything
+        from sweep.tasks.compiled import supports
 
-        reset()
+        reset(collect=not supports(cfg))
         seed_everything(cfg.seed, cfg.trainer.get("deterministic", True))
     task = get_task(cfg.task.name)
     start = time.perf_counter()
