@@ -27,6 +27,24 @@ def _ms(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
+def _from_template(overrides: list[str], repeats: int) -> float:
+    """Median ms for the grid sweeper's loader to give a job's config once its template exists."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from sweep.compose_once import ComposeOnce
+    from sweep.config import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        loader = ComposeOnce(GlobalHydra.instance().config_loader())
+        master = loader.load_configuration("config", ["hydra.sweep.dir=profile"], RunMode.MULTIRUN)
+        loader.load_sweep_config(master, [*overrides, "seed=0"])  # the template: Hydra composes it
+        seeds = iter(range(1, repeats + 1))
+        ms, _ = _ms(lambda: loader.load_sweep_config(master, [*overrides, f"seed={next(seeds)}"]), repeats)
+    return ms
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -46,6 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     overrides = ("optimizer.lr=0.001", "regularizer.l2=0.01", "regularizer.dropout=0.5")
     out["hydra composition (per compose)"], cfg = _ms(lambda: compose(*overrides), n)
+    out["job config from a template (grid sweeper)"] = _from_template(list(overrides), n)
     _load.cache_clear()
     out["dataset load, first"], data = _ms(lambda: load_dataset(cfg.dataset), 1)
     out["dataset load, cached"], _ = _ms(lambda: load_dataset(cfg.dataset), n)
