@@ -166,6 +166,12 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool):
     """The population's fit as a ``tf.function`` for ``size`` members of ``shape``, traced on first call and kept.
 
     Without ``dropout`` (every member's rate 0) the masks are left out of the graph, which changes no number.
+    A step is bound by the count and passes of its ops, not by arithmetic, so it makes few:
+    an inactive member's Adam step sizes are zeroed rather than its state selected, the
+    penalty's gradient is written out, the dropout draws are made outside the tape, and
+    the matmuls are ``BatchMatMul`` rather than ``Einsum``; the numbers are the same bits.
+    Not XLA (``jit_compile``): it compiles the step for longer (~0.7 s) than it saves in
+    one sweep's population, and its random ops draw other numbers than the CPU kernels.
     """
     import tensorflow as tf
 
@@ -176,18 +182,26 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool):
         """``draw`` of each member's slice of ``inputs``, stacked: one graph loop, so the graph does not grow with ``size``."""
         return tf.map_fn(draw, inputs, fn_output_signature=dtype, parallel_iterations=size)
 
-    def forward(params, x, rate, keys):
-        """Logits ``[M, rows, classes]`` of ``x`` ``[M, rows, features]``; with ``keys`` (training), inverted dropout."""
+    def forward(params, x, rate, noises):
+        """Logits ``[M, rows, classes]`` of ``x`` ``[M, rows, features]``; with ``noises`` (training), inverted dropout."""
         for i in range(n_hidden):
-            x = act(tf.einsum("mbd,mdh->mbh", x, params[2 * i]) + params[2 * i + 1][:, None, :])
-            if keys is not None and dropout:
-                noise = per_member(
-                    lambda key, rows=tf.shape(x)[1:], i=i: tf.random.stateless_uniform(rows, tf.stack([key[0], key[1] * 16 + i])),
-                    keys,
-                    tf.float32,
-                )
-                x = tf.where(noise >= rate[:, None, None], x / (1.0 - rate)[:, None, None], 0.0)
-        return tf.einsum("mbd,mdh->mbh", x, params[2 * n_hidden]) + params[2 * n_hidden + 1][:, None, :]
+            x = act(tf.matmul(x, params[2 * i]) + params[2 * i + 1][:, None, :])
+            if noises:
+                x = tf.where(noises[i] >= rate[:, None, None], x / (1.0 - rate)[:, None, None], 0.0)
+        return tf.matmul(x, params[2 * n_hidden]) + params[2 * n_hidden + 1][:, None, :]
+
+    def dropout_noise(seeds, counters, rows):
+        """Per hidden layer, each member's draws ``[M, rows, units]`` for its dropout, keyed (seed, counter * 16 + layer)."""
+        if not dropout:
+            return []
+        return [
+            per_member(
+                lambda key, dims=tf.stack([rows, units]): tf.random.stateless_uniform(dims, key),
+                tf.stack([seeds, counters * 16 + i], axis=1),
+                tf.float32,
+            )
+            for i, units in enumerate(shape.hidden_units)
+        ]
 
     def penalty(params, l1, l2):
         total = tf.zeros([size])
@@ -195,6 +209,19 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool):
             kernel = params[2 * i]
             total += l1 * tf.reduce_sum(tf.abs(kernel), [1, 2]) + l2 * tf.reduce_sum(tf.square(kernel), [1, 2])
         return total
+
+    def penalty_gradients(grads, params, l1, l2, on):
+        """``grads`` plus the gradient of the penalty, ``l1 * sign(W) + 2 * l2 * W`` on each hidden kernel, times ``on``.
+
+        Written out rather than taped: the tape's gradient of the penalty's sums broadcasts
+        ``l1`` and ``l2`` to the kernel's shape first, two more passes over the weights per step.
+        """
+        l1, l2 = (on * l1)[:, None, None], (on * l2 * 2.0)[:, None, None]
+        grads = list(grads)
+        for i in range(n_hidden):
+            kernel = params[2 * i]
+            grads[2 * i] = grads[2 * i] + l1 * tf.sign(kernel) + l2 * kernel
+        return grads
 
     def scores(logits, y, mask):
         """Per member: summed cross-entropy and hits over the rows ``mask`` keeps."""
@@ -240,30 +267,31 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool):
                 mask = tf.range(batch_size)[None, :] < count[:, None]
                 active = tf.logical_and(alive, count > 0)
                 count_f = tf.cast(count, tf.float32)
-                keys = tf.stack([seeds, tf.cast(epoch * steps + step, tf.int64) + (1 << 40)], axis=1)
+                noises = dropout_noise(seeds, tf.cast(epoch * steps + step, tf.int64) + (1 << 40), batch_size)
                 with tf.GradientTape() as tape:
                     tape.watch(params)
-                    logits = forward(params, tf.gather(x, batch), rate, keys)
+                    logits = forward(params, tf.gather(x, batch), rate, noises)
                     ce_sum, hit = scores(logits, tf.gather(y, batch), mask)
-                    loss = tf.math.divide_no_nan(ce_sum, count_f) + penalty(params, l1, l2)
-                    total = tf.reduce_sum(tf.where(active, loss, tf.zeros_like(loss)))
-                grads = tape.gradient(total, params)
+                    ce = tf.math.divide_no_nan(ce_sum, count_f)
+                    total = tf.reduce_sum(tf.where(active, ce, tf.zeros_like(ce)))
+                # an inactive member's step sizes are 0: its update leaves it as it was (a frozen diverged one may go NaN)
+                on = tf.cast(active, tf.float32)
+                grads = penalty_gradients(tape.gradient(total, params), params, l1, l2, on)
+                loss = ce + penalty(params, l1, l2)
                 t = iterations + 1.0
-                alpha = lr * tf.sqrt(1.0 - tf.pow(compiled.BETA_2, t)) / (1.0 - tf.pow(compiled.BETA_1, t))
-                new = ([], [], [])
+                alpha = on * lr * tf.sqrt(1.0 - tf.pow(compiled.BETA_2, t)) / (1.0 - tf.pow(compiled.BETA_1, t))
+                decay_1, decay_2 = on * (1.0 - compiled.BETA_1), on * (1.0 - compiled.BETA_2)
+                new_w, new_m, new_v = [], [], []
                 for w, g, m, v in zip(params, grads, ms, vs):
                     expand = (slice(None),) + (None,) * (len(w.shape) - 1)
-                    on = active[expand]
-                    m2 = m + (g - m) * (1.0 - compiled.BETA_1)
-                    v2 = v + (tf.square(g) - v) * (1.0 - compiled.BETA_2)
-                    w2 = w - (m2 * alpha[expand]) / (tf.sqrt(v2) + compiled.EPSILON)
-                    for out, after, before in zip(new, (w2, m2, v2), (w, m, v)):
-                        out.append(tf.where(on, after, before))
-                iterations += tf.cast(active, tf.float32)
+                    new_m.append(m + (g - m) * decay_1[expand])
+                    new_v.append(v + (tf.square(g) - v) * decay_2[expand])
+                    new_w.append(w - (new_m[-1] * alpha[expand]) / (tf.sqrt(new_v[-1]) + compiled.EPSILON))
+                iterations += on
                 hit_acc = tf.math.divide_no_nan(hit, count_f)
                 loss_sum += tf.where(active, loss * count_f, tf.zeros_like(loss))
                 hit_sum += tf.where(active, hit_acc * count_f, tf.zeros_like(loss))
-                return step + 1, *new, iterations, loss_sum, hit_sum
+                return step + 1, new_w, new_m, new_v, iterations, loss_sum, hit_sum
 
             zero = tf.zeros([size])
             _, params, ms, vs, iterations, loss_sum, hit_sum = tf.while_loop(
@@ -304,7 +332,7 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool):
         def body(start, ce_sum, hit_sum):
             idx = val[:, start : start + VAL_CHUNK]
             mask = (start + tf.range(tf.shape(idx)[1]))[None, :] < n_val[:, None]
-            ce, hits = scores(forward(params, tf.gather(x, idx), None, None), tf.gather(y, idx), mask)
+            ce, hits = scores(forward(params, tf.gather(x, idx), None, []), tf.gather(y, idx), mask)
             return start + VAL_CHUNK, ce_sum + ce, hit_sum + hits
 
         zero = tf.zeros([size])
