@@ -80,7 +80,7 @@ class ComposeOnce(ConfigLoader):
         parsed, structure = self._parse(master_config, sweep_overrides)
         if structure.settable is None:
             return self.loader.load_sweep_config(master_config, sweep_overrides)
-        choices, template, fresh = self._template(master_config, sweep_overrides, parsed, structure)
+        _, template, fresh = self._template(master_config, sweep_overrides, parsed, structure)
         if fresh:
             return copy.deepcopy(template)
         return self._from_template(master_config, template, parsed, structure.settable)
