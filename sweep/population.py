@@ -128,7 +128,7 @@ def _fit_chunk(cfgs: Sequence[DictConfig], chunk: list[Member], data: Dataset, n
     cfg = member_cfgs[0]  # for what all members share
     hp = np.array([compiled.hyperparameters(c) for c in member_cfgs], np.float32)
     shape = compiled.Shape.of(cfg, input_shape, n_classes)
-    fit = _population_graph(shape, len(chunk), bool(hp[:, 3].any()))
+    fit = _population_graph(shape, len(chunk), bool(hp[:, 3].any()), bool(hp[:, 1].any()), bool(hp[:, 2].any()))
     train, n_train = _padded([m.fold.train for m in chunk])
     val, n_val = _padded([m.fold.val for m in chunk])
     outputs = fit(
@@ -162,10 +162,11 @@ def _flat_rows(data: Dataset) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _population_graph(shape: compiled.Shape, size: int, dropout: bool):
+def _population_graph(shape: compiled.Shape, size: int, dropout: bool, l1: bool = True, l2: bool = True):
     """The population's fit as a ``tf.function`` for ``size`` members of ``shape``, traced on first call and kept.
 
-    Without ``dropout`` (every member's rate 0) the masks are left out of the graph, which changes no number.
+    Without ``dropout`` (every member's rate 0) the masks are left out of the graph, and without
+    ``l1`` or ``l2`` (every member's strength 0) that penalty's terms, which changes no number.
     A step is bound by the count and passes of its ops, not by arithmetic, so it makes few:
     an inactive member's Adam step sizes are zeroed rather than its state selected, the
     penalty's gradient is written out, the dropout draws are made outside the tape, and
@@ -177,6 +178,7 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool):
 
     act = compiled._activations()[shape.activation]
     n_hidden = len(shape.hidden_units)
+    has_l1, has_l2 = l1, l2  # below, l1 and l2 are the members' strengths
 
     def per_member(draw, inputs, dtype):
         """``draw`` of each member's slice of ``inputs``, stacked: one graph loop, so the graph does not grow with ``size``."""
@@ -207,7 +209,10 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool):
         total = tf.zeros([size])
         for i in range(n_hidden):
             kernel = params[2 * i]
-            total += l1 * tf.reduce_sum(tf.abs(kernel), [1, 2]) + l2 * tf.reduce_sum(tf.square(kernel), [1, 2])
+            terms = [l1 * tf.reduce_sum(tf.abs(kernel), [1, 2])] if has_l1 else []
+            terms += [l2 * tf.reduce_sum(tf.square(kernel), [1, 2])] if has_l2 else []
+            if terms:
+                total += tf.add_n(terms)
         return total
 
     def penalty_gradients(grads, params, l1, l2, on):
@@ -220,7 +225,10 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool):
         grads = list(grads)
         for i in range(n_hidden):
             kernel = params[2 * i]
-            grads[2 * i] = grads[2 * i] + l1 * tf.sign(kernel) + l2 * kernel
+            if has_l1:
+                grads[2 * i] += l1 * tf.sign(kernel)
+            if has_l2:
+                grads[2 * i] += l2 * kernel
         return grads
 
     def scores(logits, y, mask):
