@@ -13,8 +13,9 @@ its own Adam step count. Weights are stacked along a leading member axis and eve
 one batched matmul per layer; the loss summed over members keeps each member's gradient
 its own. A member past its last step of an epoch (folds differ by a row) does not update;
 a member whose epoch loss is NaN/inf is frozen there and recorded as diverged while the
-others go on. The graph is traced once per (shape, population size, any dropout) and
-kept for the process; larger groups are trained in chunks of ``max_population``.
+others go on. The graph is traced once per (shape, population size, whether any member
+has dropout, an L1 or an L2 penalty) and kept for the process; larger groups are trained
+in chunks of ``max_population``.
 """
 
 from __future__ import annotations
