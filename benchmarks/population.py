@@ -45,10 +45,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         warm_s = time.perf_counter() - start
         data, [fold] = check(members[0])
         n_classes = population._n_classes(data, fold)
-        dropout = any(cfg.regularizer.dropout for cfg in members)
+        hp = np.array([compiled.hyperparameters(cfg) for cfg in members], np.float32)
         shape = compiled.Shape.of(members[0], data.x.shape[1:], n_classes)
         population._population_graph.cache_clear()
-        graph = population._population_graph(shape, size, dropout)
+        graph = population._population_graph(shape, size, *(bool(hp[:, k].any()) for k in (3, 1, 2)))  # dropout, l1, l2
         start = time.perf_counter()
         graph.get_concrete_function()
         trace_s = time.perf_counter() - start

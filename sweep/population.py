@@ -163,7 +163,7 @@ def _flat_rows(data: Dataset) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _population_graph(shape: compiled.Shape, size: int, dropout: bool, l1: bool = True, l2: bool = True):
+def _population_graph(shape: compiled.Shape, size: int, dropout: bool, l1: bool, l2: bool):
     """The population's fit as a ``tf.function`` for ``size`` members of ``shape``, traced on first call and kept.
 
     Without ``dropout`` (every member's rate 0) the masks are left out of the graph, and without
