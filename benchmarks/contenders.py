@@ -1,17 +1,19 @@
 """The contenders, each run as a fresh process so every wall time includes its own start-up.
 
 * ``loop``: the tutorial's own style, a Python loop of ``model.fit`` calls on a fresh
-  ``keras.Sequential`` per config and fold;
+  ``keras.Sequential`` per config and fold; ``loop-seed1`` is the same loop seeded 1 instead
+  of 0, to show how far a contender's best accuracy moves with the seed alone;
 * ``tuner``: keras-tuner ``GridSearch`` over the same grid (holdout workloads only);
 * ``population``: every config and fold as one population (``sweep.population``), called
   directly (process start-up, TensorFlow import and trace included; no launcher, no records);
 * ``sweep``: the real ``sweep -m ...`` command with default settings (basic launcher),
   or any launcher given by extra overrides: ``sweep-joblib`` (``hydra/launcher=joblib``),
   ``sweep-vectorized`` (``hydra/launcher=vectorized``: the populations end to end, with
-  Hydra composing every job and every job writing its record).
+  Hydra composing every job and every job writing its record), ``sweep-hydra-sweeper``
+  (``hydra/sweeper=basic``: Hydra's own sweeper instead of sweep's grid sweeper).
 
-``python -m benchmarks.contenders loop|tuner|population W1|W2 [--quick] OUT`` runs one of the first
-two and writes its result as JSON to ``OUT``; :func:`run` is the parent's side of all three.
+``python -m benchmarks.contenders loop|tuner|population W1|W2 [--quick] [--seed N] OUT`` runs one
+of the child contenders and writes its result as JSON to ``OUT``; :func:`run` is the parent's side.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def tutorial_model(lr: float, l2: float, dropout: float, input_shape: tuple[int,
     return model
 
 
-def loop(workload: Workload) -> dict[str, Any]:
+def loop(workload: Workload, seed: int = 0) -> dict[str, Any]:
     """A hand-written loop in the tutorial's style: a fresh model per config and fold, ``model.fit`` with validation data."""
     _quiet_tf()
     import keras
@@ -94,7 +96,7 @@ def loop(workload: Workload) -> dict[str, Any]:
     for lr, l2, dropout in workload.configs:
         scores = []
         for train, val in parts:
-            keras.utils.set_random_seed(0)
+            keras.utils.set_random_seed(seed)
             model = tutorial_model(lr, l2, dropout, x.shape[1:])
             start = time.perf_counter()
             history = model.fit(
@@ -145,18 +147,30 @@ def tuner(workload: Workload) -> dict[str, Any]:
 
 
 def population_configs(workload: Workload) -> list:
-    """One sweep config per (config, fold) of ``workload``, as ``sweep -m`` composes them."""
+    """One sweep config per (config, fold) of ``workload``, as ``sweep -m`` gives them to its jobs.
+
+    Hydra composes the workload's config once; each member is a copy with its values set
+    (what sweep's grid sweeper does), so this contender's time is not Hydra composing 40 configs.
+    """
+    import copy
+
+    from omegaconf import OmegaConf
+
     from sweep.config import compose
 
+    shared = [f"trainer.epochs={workload.epochs}", f"trainer.batch_size={workload.batch_size}"]
+    if workload.folds is not None:
+        shared += ["validation=kfold", f"validation.n_splits={workload.folds}", "validation.fold=0"]
+    base = compose(*shared)
     cfgs = []
     for lr, l2, dropout in workload.configs:
-        base = [f"optimizer.lr={lr}", f"regularizer.l2={l2}", f"regularizer.dropout={dropout}"]
-        base += [f"trainer.epochs={workload.epochs}", f"trainer.batch_size={workload.batch_size}"]
-        if workload.folds is None:
-            cfgs.append(compose(*base))
-        else:
-            folds = ["validation=kfold", f"validation.n_splits={workload.folds}"]
-            cfgs += [compose(*base, *folds, f"validation.fold={k}") for k in range(workload.folds)]
+        for fold in range(workload.folds or 1):
+            cfg = copy.deepcopy(base)
+            values = {"optimizer.lr": lr, "regularizer.l2": l2, "regularizer.dropout": dropout}
+            values |= {"validation.fold": fold} if workload.folds is not None else {}
+            for key, value in values.items():
+                OmegaConf.update(cfg, key, value)
+            cfgs.append(cfg)
     return cfgs
 
 
@@ -197,12 +211,15 @@ def measured(cmd: list[str], cwd: Path, log: Path) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
-def _child(name: str, workload: Workload, quick: bool, tmp: Path) -> Result:
-    out = tmp / f"{name}-{workload.name}.json"
+def _child(label: str, workload: Workload, quick: bool, tmp: Path) -> Result:
+    """Run a child contender: ``loop``, ``tuner``, ``population``, or ``loop-seed<N>`` (the loop seeded ``N``)."""
+    name, _, seed = label.partition("-seed")
+    out = tmp / f"{label}-{workload.name}.json"
     cmd = [sys.executable, "-m", "benchmarks.contenders", name, workload.name, str(out)] + (["--quick"] if quick else [])
-    wall, rss = measured(cmd, ROOT, tmp / f"{name}-{workload.name}.log")
+    cmd += ["--seed", seed] if seed else []
+    wall, rss = measured(cmd, ROOT, tmp / f"{label}-{workload.name}.log")
     data = json.loads(out.read_text())
-    return Result(name, workload.name, wall, data["accuracy"], data["fit_s"], {"peak_rss_mb": rss})
+    return Result(label, workload.name, wall, data["accuracy"], data["fit_s"], {"peak_rss_mb": rss})
 
 
 def sweep_records(sweep_dir: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -242,7 +259,7 @@ def _sweep(workload: Workload, tmp: Path, overrides: list[str], label: str) -> R
 
 
 def run(contender: str, workload: Workload, quick: bool, tmp: Path, overrides: list[str] | None = None) -> Result:
-    """Run ``contender`` (``loop``, ``tuner``, ``sweep`` or ``sweep-<launcher>``) on ``workload`` in a fresh process."""
+    """Run ``contender`` (``loop``, ``loop-seed<N>``, ``tuner``, ``population``, ``sweep`` or ``sweep-<variant>``) on ``workload`` in a fresh process."""
     if contender.startswith("sweep"):
         return _sweep(workload, tmp, overrides or [], contender)
     return _child(contender, workload, quick, tmp)
@@ -254,9 +271,11 @@ def main() -> None:
     parser.add_argument("workload", choices=sorted(WORKLOADS))
     parser.add_argument("out", type=Path)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="the loop's seed (the others are seeded 0)")
     args = parser.parse_args()
     workload = (QUICK if args.quick else WORKLOADS)[args.workload]
-    args.out.write_text(json.dumps(CHILDREN[args.contender](workload)))
+    extra = {"seed": args.seed} if args.contender == "loop" else {}
+    args.out.write_text(json.dumps(CHILDREN[args.contender](workload, **extra)))
 
 
 if __name__ == "__main__":
