@@ -94,6 +94,8 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
         log.info("reused completed run %s (fingerprint %s)", reused["reused_from"], fprint)
         return reused
     ahead = _precomputed.pop(fprint, None)
+    if ahead is not None:
+        log.info("trained ahead by the launcher, with other jobs as one population; recording its results")
     _discard(job.dir)
     record: dict[str, Any] = {
         "status": "failed",

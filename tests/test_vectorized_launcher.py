@@ -179,6 +179,8 @@ def test_a_vectorized_sweep_writes_what_the_basic_launcher_writes(tmp_path: Path
             elif key != "hydra":
                 assert have[key] == value, key
         assert have["fingerprint"] == want["fingerprint"]
+        assert "with other jobs as one population" in (tmp_path / "vec" / str(num) / "app.log").read_text()
+        assert "population" not in (tmp_path / "basic" / str(num) / "app.log").read_text()
         history = [np.genfromtxt(tmp_path / d / str(num) / "history.csv", delimiter=",", names=True) for d in ("basic", "vec")]
         assert history[0].dtype.names == history[1].dtype.names
         for name in history[0].dtype.names:
