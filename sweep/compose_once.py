@@ -108,7 +108,8 @@ class ComposeOnce(ConfigLoader):
         """The job's overrides as Hydra composes them (the master's ``hydra`` overrides first), and their structure."""
         if master_config is not self._master:  # templates are only valid for the master config they came from
             self._master, self._structures = master_config, {}
-        hydra_overrides = list(master_config.hydra.overrides.hydra)
+        hydra_overrides = OmegaConf.to_container(master_config.hydra.overrides.hydra)  # not resolved, as Hydra reads them
+        assert isinstance(hydra_overrides, list)
         parsed = self._parser.parse_overrides(hydra_overrides + list(sweep_overrides))
         shape = tuple((o.key_or_group, o.type, o.package, isinstance(o.value(), _SCALARS)) for o in parsed)
         structure = self._structures.get(shape)

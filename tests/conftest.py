@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.version import VersionBase
 from omegaconf import DictConfig
+from packaging.version import Version
 
 from sweep.config import config_dir
 
@@ -51,3 +53,13 @@ def records_under(root: Path) -> list[dict]:
 @pytest.fixture
 def compose_cfg() -> Callable[..., DictConfig]:
     return compose_config
+
+
+@pytest.fixture
+def hydra_default_version_base():
+    """Hydra's version base as its own plugin tests see it (unset: 1.1, jobs chdir); sweep's app and compose set 1.3 process-wide."""
+    version = VersionBase.instance()
+    saved = version.getbase()
+    version.setbase(Version("1.1"))
+    yield
+    version.version_base = saved

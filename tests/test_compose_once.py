@@ -1,14 +1,15 @@
 """The grid sweeper (sweep's default) composes each set of group choices once, and every job is still Hydra's own config.
 
-``sweep.compose_once.ComposeOnce`` wraps Hydra's config loader. These
-tests compose the same jobs with Hydra's loader and with it, and compare the whole configs
-(``hydra`` node included), the errors, and what ``sweep -m`` writes under either sweeper.
+``sweep.compose_once.ComposeOnce`` wraps Hydra's config loader. These tests compose the
+same jobs with Hydra's loader and with it, and compare the whole configs (``hydra`` node
+included), the errors, and what ``sweep -m`` writes under either sweeper; and they run
+Hydra's own launcher and batched-sweeper suites (Hydra's test apps: group sweeps, custom
+resolvers, strict-mode errors, batches) with ``hydra/sweeper=grid``.
 """
 
 from __future__ import annotations
 
 import itertools
-import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +17,36 @@ import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
+from hydra.test_utils.launcher_common_tests import BatchedSweeperTestSuite, IntegrationTestSuite, LauncherTestSuite
 from hydra.types import RunMode
+from joblib.externals import cloudpickle
 from omegaconf import DictConfig, OmegaConf
 
 from conftest import QUICK, records_under, run_sweep
 from sweep.compose_once import ComposeOnce
 from sweep.config import config_dir
+
+
+@pytest.mark.usefixtures("hydra_default_version_base")
+@pytest.mark.filterwarnings("ignore:Future Hydra versions will no longer change working directory")
+@pytest.mark.parametrize(
+    ("launcher_name", "overrides"), [("basic", ["hydra/sweeper=grid"]), ("vectorized", ["hydra/sweeper=grid"])]
+)
+class TestGridSweeperWithHydrasLauncherSuite(LauncherTestSuite):
+    """Hydra's launcher suite, its jobs composed by the grid sweeper's loader."""
+
+
+@pytest.mark.usefixtures("hydra_default_version_base")
+@pytest.mark.filterwarnings("ignore:Future Hydra versions will no longer change working directory")
+@pytest.mark.parametrize(("launcher_name", "overrides"), [("basic", ["hydra/sweeper=grid", "hydra.sweeper.max_batch_size=2"])])
+class TestGridSweeperBatches(BatchedSweeperTestSuite):
+    """Hydra's batched-sweeper suite: 6 jobs over a group and a value, in batches of 2."""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("task_launcher_cfg", "extra_flags"), [({}, ["-m", "hydra/sweeper=grid"])])
+class TestGridSweeperIntegration(IntegrationTestSuite):
+    """Hydra's integration suite: its test apps run in subprocesses with ``-m hydra/sweeper=grid``."""
 
 
 class Counting:
@@ -71,7 +96,7 @@ GRID = [
 def test_every_job_of_a_grid_is_the_config_hydra_composes(hydra_loader) -> None:  # noqa: ANN001
     spy = Counting(hydra_loader)
     fast = ComposeOnce(spy)
-    root = master(hydra_loader, "hydra/launcher=joblib")
+    root = master(hydra_loader, "hydra/launcher=joblib", "hydra.sweep.subdir=job_${hydra.job.num}")  # read, not resolved
     jobs = [list(job) for job in itertools.product(*GRID)]
     for job in jobs:
         assert composed(fast, root, job) == composed(hydra_loader, root, job), job
@@ -116,7 +141,7 @@ def test_the_loader_travels_to_launcher_workers_without_its_templates(hydra_load
     fast = ComposeOnce(hydra_loader)
     root = master(hydra_loader)
     fast.load_sweep_config(root, ["seed=3"])
-    copy = pickle.loads(pickle.dumps(fast))
+    copy = cloudpickle.loads(cloudpickle.dumps(fast))  # as joblib's workers receive it
     assert not copy._structures  # noqa: SLF001
     assert composed(copy, root, ["seed=4"]) == composed(hydra_loader, root, ["seed=4"])
 

@@ -19,9 +19,7 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 from hydra.test_utils.test_utils import verify_dir_outputs
-from hydra.version import VersionBase
 from omegaconf import open_dict
-from packaging.version import Version
 
 from hydra_plugins.sweep_vectorized.vectorized_launcher import VectorizedLauncher, members, plan
 from sweep.config import config_dir
@@ -42,16 +40,6 @@ POPULATION = re.compile(r"trained a population of (\d+) jobs")
 
 def test_hydra_discovers_the_launcher() -> None:
     assert VectorizedLauncher.__name__ in [plugin.__name__ for plugin in Plugins.instance().discover(Launcher)]
-
-
-@pytest.fixture
-def hydra_default_version_base():
-    """Hydra's version base as its own plugin tests see it (unset: 1.1, jobs chdir); sweep's app and compose set 1.3 process-wide."""
-    version = VersionBase.instance()
-    saved = version.getbase()
-    version.setbase(Version("1.1"))
-    yield
-    version.version_base = saved
 
 
 @pytest.mark.usefixtures("hydra_default_version_base")
