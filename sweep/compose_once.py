@@ -26,6 +26,7 @@ there a second time, and a class defined twice cannot be pickled to a launcher's
 from __future__ import annotations
 
 import copy
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,24 +57,42 @@ class _Structure:
     checked: set[tuple[tuple[str, ...], str]] = field(default_factory=set)  # (group choices, override) known to apply
 
 
+#: The structures (and templates) of each sweep composed in this process, by its loader's token.
+#: A launcher such as joblib sends each job a fresh copy of the loader; the token finds what the
+#: copies before it composed in the same worker. The last :data:`MAX_SWEEPS` sweeps are kept.
+_SWEEPS: OrderedDict[str, dict[tuple[Any, ...], _Structure]] = OrderedDict()
+MAX_SWEEPS = 4
+
+
 class ComposeOnce(ConfigLoader):
     """Hydra's config loader ``loader``, with :meth:`load_sweep_config` composing each template once.
 
-    Everything else is ``loader``'s. Picklable (launchers send the loader to their
-    workers); the templates stay behind and each process composes its own.
+    Everything else is ``loader``'s. One loader serves one sweep (``token`` names it). It
+    pickles without its templates (launchers send the loader to their workers); a worker
+    composes its own, once, and keeps them for the sweep's later jobs it runs.
     """
 
-    def __init__(self, loader: ConfigLoader) -> None:
+    def __init__(self, loader: ConfigLoader, token: str | None = None) -> None:
         self.loader = loader
-        self._master: DictConfig | None = None
-        self._structures: dict[tuple[Any, ...], _Structure] = {}
+        self.token = token or uuid.uuid4().hex
         self._parser = OverridesParser.create()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"loader": self.loader}
+        return {"loader": self.loader, "token": self.token}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["loader"])  # type: ignore[misc]
+        self.__init__(state["loader"], state["token"])  # type: ignore[misc]
+
+    @property
+    def _structures(self) -> dict[tuple[Any, ...], _Structure]:
+        """This sweep's structures in this process."""
+        found = _SWEEPS.get(self.token)
+        if found is None:
+            found = _SWEEPS[self.token] = {}
+            if len(_SWEEPS) > MAX_SWEEPS:
+                _SWEEPS.popitem(last=False)
+        _SWEEPS.move_to_end(self.token)
+        return found
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         """The job config Hydra's loader would compose for ``sweep_overrides`` on ``master_config``."""
@@ -106,15 +125,18 @@ class ComposeOnce(ConfigLoader):
 
     def _parse(self, master_config: DictConfig, sweep_overrides: list[str]) -> tuple[list[Override], _Structure]:
         """The job's overrides as Hydra composes them (the master's ``hydra`` overrides first), and their structure."""
-        if master_config is not self._master:  # templates are only valid for the master config they came from
-            self._master, self._structures = master_config, {}
         hydra_overrides = OmegaConf.to_container(master_config.hydra.overrides.hydra)  # not resolved, as Hydra reads them
         assert isinstance(hydra_overrides, list)
         parsed = self._parser.parse_overrides(hydra_overrides + list(sweep_overrides))
-        shape = tuple((o.key_or_group, o.type, o.package, isinstance(o.value(), _SCALARS)) for o in parsed)
-        structure = self._structures.get(shape)
+        # Hydra's composition reads the master for its config name and hydra overrides alone (the
+        # latter are in ``parsed``): the shape holds the rest of what decides a template's use.
+        shape = (master_config.hydra.job.config_name,) + tuple(
+            (o.key_or_group, o.type, o.package, isinstance(o.value(), _SCALARS)) for o in parsed
+        )
+        structures = self._structures
+        structure = structures.get(shape)
         if structure is None:
-            structure = self._structures[shape] = self._structure(master_config, parsed)
+            structure = structures[shape] = self._structure(master_config, parsed)
         return parsed, structure
 
     def _template(

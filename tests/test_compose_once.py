@@ -60,6 +60,8 @@ class Counting:
         return self.loader.load_sweep_config(master_config, sweep_overrides)
 
     def __getattr__(self, name: str):  # noqa: ANN204
+        if name == "loader":  # not set yet (unpickling)
+            raise AttributeError(name)
         return getattr(self.loader, name)
 
 
@@ -138,12 +140,19 @@ def test_checking_a_batch_tries_each_value_once_and_refuses_what_hydra_refuses(h
 
 
 def test_the_loader_travels_to_launcher_workers_without_its_templates(hydra_loader) -> None:  # noqa: ANN001
-    fast = ComposeOnce(hydra_loader)
+    spy = Counting(hydra_loader)
+    fast = ComposeOnce(spy)
     root = master(hydra_loader)
+    size = len(cloudpickle.dumps(fast))
     fast.load_sweep_config(root, ["seed=3"])
-    copy = cloudpickle.loads(cloudpickle.dumps(fast))  # as joblib's workers receive it
-    assert not copy._structures  # noqa: SLF001
-    assert composed(copy, root, ["seed=4"]) == composed(hydra_loader, root, ["seed=4"])
+    assert len(cloudpickle.dumps(fast)) == size  # as joblib sends it to a worker: no templates in it
+    for seed in (4, 5):  # a worker unpickles a copy for every job; the copies share the sweep's templates
+        copy = cloudpickle.loads(cloudpickle.dumps(fast))
+        assert composed(copy, root, [f"seed={seed}"]) == composed(hydra_loader, root, [f"seed={seed}"])
+        assert copy.loader.composed == spy.composed == 1  # the copy's own Hydra loader composed nothing
+    other_sweep = ComposeOnce(spy)
+    other_sweep.load_sweep_config(root, ["seed=3"])
+    assert spy.composed == 2
 
 
 @pytest.mark.slow
