@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.plugins import Plugins
 from hydra.version import VersionBase
 from omegaconf import DictConfig
 from packaging.version import Version
@@ -63,3 +64,13 @@ def hydra_default_version_base():
     version.setbase(Version("1.1"))
     yield
     version.version_base = saved
+
+
+@pytest.fixture(autouse=True, scope="session")
+def hydra_plugins_scanned() -> None:
+    """Hydra scans its plugins (registering their configs) before any test runs.
+
+    Hydra's own suites restore Hydra's singletons after each of their tests: a first scan
+    inside one of them would be undone, and later tests would miss the plugins' configs.
+    """
+    Plugins.instance()
