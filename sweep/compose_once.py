@@ -41,7 +41,7 @@ from hydra.plugins.config_source import ConfigSource
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-#: Templates kept per loader (least recently used dropped first): bounds memory on sweeps over many group choices.
+#: Templates kept per override structure (least recently used dropped first): bounds memory on sweeps over many group choices.
 MAX_TEMPLATES = 32
 
 _SCALARS = (str, int, float, bool, type(None))
