@@ -38,7 +38,7 @@ from hydra.core.object_type import ObjectType
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from hydra.plugins.config_source import ConfigSource
-from hydra.types import RunMode
+from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf
 
 #: Templates kept per override structure (least recently used dropped first): bounds memory on sweeps over many group choices.
@@ -62,6 +62,13 @@ class _Structure:
 #: copies before it composed in the same worker. The last :data:`MAX_SWEEPS` sweeps are kept.
 _SWEEPS: OrderedDict[str, dict[tuple[Any, ...], _Structure]] = OrderedDict()
 MAX_SWEEPS = 4
+
+
+def composing_once(context: HydraContext) -> HydraContext:
+    """``context`` with its config loader wrapped in :class:`ComposeOnce` (a wrapped one is kept): what a sweeper's launcher gets."""
+    if isinstance(context.config_loader, ComposeOnce):
+        return context
+    return HydraContext(config_loader=ComposeOnce(context.config_loader), callbacks=context.callbacks)
 
 
 class ComposeOnce(ConfigLoader):

@@ -35,12 +35,9 @@ class GridSweeper(BasicSweeper):
     """Hydra's :class:`BasicSweeper` whose launcher (and batch validation) composes jobs with :class:`ComposeOnce`."""
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-        from sweep.compose_once import ComposeOnce  # not at Hydra's plugin scan: sweep's configs are its own app's
+        from sweep.compose_once import composing_once  # not at Hydra's plugin scan: sweep's configs are its own app's
 
-        loader = hydra_context.config_loader
-        if not isinstance(loader, ComposeOnce):
-            hydra_context = HydraContext(config_loader=ComposeOnce(loader), callbacks=hydra_context.callbacks)
-        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        super().setup(hydra_context=composing_once(hydra_context), task_function=task_function, config=config)
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         """Raise the composition error of the first job of ``batch`` that cannot be composed, before any job runs.

@@ -27,11 +27,10 @@ if _PluginSweeper is not None:
             super().__init__(*args, **kwargs)
 
         def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
-            from sweep.compose_once import ComposeOnce
+            from sweep.compose_once import composing_once
             from sweep.search import NanAsFailure
 
-            hydra_context = HydraContext(config_loader=ComposeOnce(hydra_context.config_loader), callbacks=hydra_context.callbacks)
-            super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+            super().setup(hydra_context=composing_once(hydra_context), task_function=task_function, config=config)
             self.sweeper.launcher = NanAsFailure(self.sweeper.launcher)
 
         def sweep(self, arguments: list[str]) -> None:
