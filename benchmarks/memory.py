@@ -3,7 +3,8 @@
 Every job trains a fresh one-epoch MLP on digits and saves it, so anything a job leaves
 behind (Keras graphs, layers, cached data, log handlers) would pile up over 50 jobs. Both
 training paths are measured: the tutorial MLP with Adam (``sweep.tasks.compiled``, one
-graph per process) and ``model.fit`` (here with SGD), which traces new graphs every job.
+graph per process) and ``model.fit`` (here with SGD and early stopping, which keeps a run
+off the compiled path; the patience exceeds the one epoch), which traces new graphs every job.
 Each sweep is its own ``sweep -m`` process; its peak RSS is read from the kernel's
 accounting of that child (``os.wait4``), so nothing is sampled and nothing is missed.
 
@@ -25,7 +26,7 @@ from pathlib import Path
 LIMIT_MB = 100.0
 
 #: Training path -> the overrides that select it.
-PATHS = {"compiled": ["optimizer=adam"], "fit": ["optimizer=sgd"]}
+PATHS = {"compiled": ["optimizer=adam"], "fit": ["optimizer=sgd", "trainer.early_stopping_patience=5"]}
 
 
 def sweep_command() -> str:

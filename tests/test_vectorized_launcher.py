@@ -76,8 +76,8 @@ def _chunks(plan_: dict) -> list[tuple[int, ...]]:
 
 def test_jobs_differing_in_vectorizable_keys_group_and_large_groups_chunk_evenly(tmp_path: Path) -> None:
     lrs = [[f"optimizer.lr={lr}"] for lr in (1e-3, 2e-3, 3e-3, 4e-3, 5e-3)]
-    # sgd can't join; hidden_units=[16] is another graph (a group of one); the last duplicates job 0.
-    others = [["optimizer=sgd"], ["model.hidden_units=[16]"], ["optimizer.lr=1e-3"]]
+    # early stopping can't join; hidden_units=[16] is another graph (a group of one); the last duplicates job 0.
+    others = [["trainer.early_stopping_patience=2"], ["model.hidden_units=[16]"], ["optimizer.lr=1e-3"]]
     candidates = members(_sweep_configs(*lrs, *others, sweep_dir=tmp_path))
     assert len(candidates) == 8
     assert _chunks(plan(candidates, max_population=64)) == [(0, 1, 2, 3, 4)]
@@ -193,10 +193,10 @@ def test_a_vectorized_sweep_writes_what_the_basic_launcher_writes(tmp_path: Path
 @pytest.mark.slow
 def test_jobs_that_cannot_group_run_ordinarily(tmp_path: Path) -> None:
     proc = run_sweep(
-        "-m", "optimizer=adam,sgd", "optimizer.lr=1e-3,1e-2", "model.hidden_units=[32],[16]", "trainer.epochs=1",
+        "-m", "trainer.early_stopping_patience=null,2", "optimizer.lr=1e-3,1e-2", "model.hidden_units=[32],[16]", "trainer.epochs=1",
         "trainer.save_model=false", "hydra/launcher=vectorized", "hydra.sweep.dir=mixed", cwd=tmp_path,
     )  # fmt: skip
-    # Adam: one population per hidden_units (2 learning rates each); sgd: 4 ordinary runs.
+    # no early stopping: one population per hidden_units (2 learning rates each); early stopping: 4 ordinary runs.
     assert _populations(proc) == [2, 2]
     records = records_under(tmp_path / "mixed")
     assert [record["status"] for record in records] == ["completed"] * 8
