@@ -55,7 +55,7 @@ def group_key(cfg: DictConfig) -> str | None:
     """
     try:
         validate(cfg)
-        if cfg.task.name != "classify" or not compiled.supports(cfg):
+        if cfg.task.name != "classify" or not compiled.supports(cfg) or compiled.Rule.of(cfg).name != "adam":
             return None
     except (SweepConfigError, AttributeError, KeyError):
         return None
@@ -150,7 +150,7 @@ def _fit_chunk(cfgs: Sequence[DictConfig], chunk: list[Member], data: Dataset, n
     per_member = (time.perf_counter() - start) / len(chunk)
     fits = []
     for i, member_cfg in enumerate(member_cfgs):
-        state = compiled.TrainedState([w[i] for w in weights], [m[i] for m in ms], [v[i] for v in vs], int(iterations[i]))
+        state = compiled.TrainedState([w[i] for w in weights], [[m[i] for m in ms], [v[i] for v in vs]], int(iterations[i]))
         fitted = compiled.fitted(member_cfg, history[: ran[i], i], state, input_shape, n_classes)
         fitted.metrics["fit_time_s"] = per_member
         fits.append(fitted)

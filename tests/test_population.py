@@ -88,7 +88,7 @@ def test_group_key_is_equal_exactly_when_only_vectorizable_keys_differ() -> None
         assert group_key(compose_config(*KFOLD, override)) == base, override
     for override in ("trainer.epochs=3", "trainer.batch_size=16", "model.hidden_units=[64]", "validation.n_splits=4"):
         assert group_key(compose_config(*KFOLD, override)) not in (base, None), override
-    for unfit in ("optimizer=sgd", "model=cnn", "trainer.early_stopping_patience=2", "optimizer.lr=-1", "task=cluster"):
+    for unfit in ("optimizer=sgd", "optimizer=rmsprop", "model=cnn", "trainer.early_stopping_patience=2", "optimizer.lr=-1", "task=cluster"):
         assert group_key(compose_config(*KFOLD, unfit)) is None, unfit
     with pytest.raises(ValueError, match="group key"):
         fit_population([compose_config(*KFOLD), compose_config(*KFOLD, "trainer.epochs=3")])

@@ -36,7 +36,7 @@ def classify(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: n
     its weights: ``train_loss``/``train_accuracy`` (epoch averages, as Keras reports them),
     ``val_loss``/``val_accuracy``, ``best_val_accuracy``, ``best_epoch`` (1-based), ``epochs_run``.
 
-    The tutorial's MLP with Adam (:func:`sweep.tasks.compiled.supports`) runs the same
+    The tutorial's MLP with Adam, SGD or RMSprop (:func:`sweep.tasks.compiled.supports`) runs the same
     math on a graph traced once per process and reused by every job (``sweep.tasks.compiled``).
     """
     from sweep.tasks import compiled
