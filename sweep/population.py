@@ -9,13 +9,16 @@ own rows (its fold, index arrays padded to the longest with a mask), its own ini
 weights, batch order and dropout masks (:mod:`sweep.tasks.compiled`'s stateless keys on
 its seed, so a member follows exactly the trajectory of its ordinary run, up to float
 rounding of batched matmuls), its own learning rate, L1/L2 strengths and dropout rate, and
-its own Adam step count. Weights are stacked along a leading member axis and every step is
+its own optimizer state and step count. The optimizer is one
+:func:`sweep.tasks.compiled.supports` trains (Adam, SGD or RMSprop), with its update
+(:func:`sweep.tasks.compiled.update`); its settings but the learning rate (which optimizer,
+momentum, Nesterov, rho) are in the group key, shared by all members. Weights are stacked along a leading member axis and every step is
 one batched matmul per layer; the loss summed over members keeps each member's gradient
 its own. A member past its last step of an epoch (folds differ by a row) does not update;
 a member whose epoch loss is NaN/inf is frozen there and recorded as diverged while the
 others go on. The graph is traced once per (shape, population size, whether any member
-has dropout, an L1 or an L2 penalty) and kept for the process; larger groups are trained
-in chunks of ``max_population``.
+has dropout, an L1 or an L2 penalty, the optimizer's update rule) and kept for the process;
+larger groups are trained in chunks of ``max_population``.
 """
 
 from __future__ import annotations
@@ -55,7 +58,7 @@ def group_key(cfg: DictConfig) -> str | None:
     """
     try:
         validate(cfg)
-        if cfg.task.name != "classify" or not compiled.supports(cfg) or compiled.Rule.of(cfg).name != "adam":
+        if cfg.task.name != "classify" or not compiled.supports(cfg):
             return None
     except (SweepConfigError, AttributeError, KeyError):
         return None
@@ -123,13 +126,15 @@ def _padded(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 def _fit_chunk(cfgs: Sequence[DictConfig], chunk: list[Member], data: Dataset, n_classes: int) -> list[Fitted]:
     """Train ``chunk`` as one population; one Fitted per member."""
+    import tensorflow as tf
+
     start = time.perf_counter()
     input_shape = data.x.shape[1:]
     member_cfgs = [cfgs[m.config] for m in chunk]
     cfg = member_cfgs[0]  # for what all members share
     hp = np.array([compiled.hyperparameters(c) for c in member_cfgs], np.float32)
-    shape = compiled.Shape.of(cfg, input_shape, n_classes)
-    fit = _population_graph(shape, len(chunk), bool(hp[:, 3].any()), bool(hp[:, 1].any()), bool(hp[:, 2].any()))
+    shape, rule = compiled.Shape.of(cfg, input_shape, n_classes), compiled.Rule.of(cfg)
+    fit = _population_graph(shape, len(chunk), bool(hp[:, 3].any()), bool(hp[:, 1].any()), bool(hp[:, 2].any()), rule)
     train, n_train = _padded([m.fold.train for m in chunk])
     val, n_val = _padded([m.fold.val for m in chunk])
     outputs = fit(
@@ -140,17 +145,16 @@ def _fit_chunk(cfgs: Sequence[DictConfig], chunk: list[Member], data: Dataset, n
         val,
         n_val,
         hp,
+        np.asarray(compiled.optimizer_inputs(cfg), np.float32),
         np.array([c.seed for c in member_cfgs], np.int64),
         np.int32(cfg.trainer.epochs),
         np.int32(cfg.trainer.batch_size),
     )
-    history, ran, weights, ms, vs, iterations = (
-        [t.numpy() for t in o] if isinstance(o, (list, tuple)) else o.numpy() for o in outputs
-    )
+    history, ran, weights, slots, iterations = tf.nest.map_structure(lambda t: t.numpy(), outputs)
     per_member = (time.perf_counter() - start) / len(chunk)
     fits = []
     for i, member_cfg in enumerate(member_cfgs):
-        state = compiled.TrainedState([w[i] for w in weights], [[m[i] for m in ms], [v[i] for v in vs]], int(iterations[i]))
+        state = compiled.TrainedState([w[i] for w in weights], [[s[i] for s in slot] for slot in slots], int(iterations[i]))
         fitted = compiled.fitted(member_cfg, history[: ran[i], i], state, input_shape, n_classes)
         fitted.metrics["fit_time_s"] = per_member
         fits.append(fitted)
@@ -163,13 +167,15 @@ def _flat_rows(data: Dataset) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _population_graph(shape: compiled.Shape, size: int, dropout: bool, l1: bool, l2: bool):
-    """The population's fit as a ``tf.function`` for ``size`` members of ``shape``, traced on first call and kept.
+def _population_graph(shape: compiled.Shape, size: int, dropout: bool, l1: bool, l2: bool, rule: compiled.Rule):
+    """The population's fit as a ``tf.function`` for ``size`` members of ``shape`` trained by ``rule``, traced on first call and kept.
 
     Without ``dropout`` (every member's rate 0) the masks are left out of the graph, and without
     ``l1`` or ``l2`` (every member's strength 0) that penalty's terms, which changes no number.
+    Only ``rule``'s update is traced (chosen in Python); its momentum and rho are inputs.
     A step is bound by the count and passes of its ops, not by arithmetic, so it makes few:
-    an inactive member's Adam step sizes are zeroed rather than its state selected, the
+    an inactive member's step sizes are zeroed and its decays set to 1 rather than its state
+    selected (:func:`sweep.tasks.compiled.coefficients`), the
     penalty's gradient is written out, the dropout draws are made outside the tape, and
     the matmuls are ``BatchMatMul`` rather than ``Einsum``; the numbers are the same bits.
     Not XLA (``jit_compile``): it compiles the step for longer (~0.7 s) than it saves in
@@ -239,7 +245,11 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool, l1: bool,
         zero = tf.zeros_like(ce)
         return tf.reduce_sum(tf.where(mask, ce, zero), 1), tf.reduce_sum(tf.where(mask, hits, zero), 1)
 
-    def fit(x, y, train, n_train, val, n_val, hp, seeds, epochs, batch_size):
+    def shaped(factor, w):
+        """A per-member ``factor`` ``[M]`` broadcast onto ``w`` ``[M, ...]``."""
+        return factor[(slice(None),) + (None,) * (len(w.shape) - 1)]
+
+    def fit(x, y, train, n_train, val, n_val, hp, opt, seeds, epochs, batch_size):
         lr, l1, l2, rate = hp[:, 0], hp[:, 1], hp[:, 2], hp[:, 3]
         steps = (n_train + batch_size - 1) // batch_size
         max_steps = tf.reduce_max(steps)
@@ -258,7 +268,7 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool, l1: bool,
             params += [tf.ensure_shape(draws, [size, fan_in, fan_out]), tf.zeros([size, fan_out])]
         zeros = [tf.zeros_like(p) for p in params]
 
-        def epoch_body(epoch, alive, ran, params, ms, vs, iterations, history):
+        def epoch_body(epoch, alive, ran, params, slots, iterations, history):
             shuffle_key = tf.cast(epoch, tf.int64) + (1 << 20)
             order = per_member(
                 lambda args: tf.pad(
@@ -270,7 +280,7 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool, l1: bool,
             )
             rows = tf.gather(train, order, batch_dims=1)
 
-            def step_body(step, params, ms, vs, iterations, loss_sum, hit_sum):
+            def step_body(step, params, slots, iterations, loss_sum, hit_sum):
                 batch = rows[:, step * batch_size : (step + 1) * batch_size]
                 count = tf.clip_by_value(n_train - step * batch_size, 0, batch_size)
                 mask = tf.range(batch_size)[None, :] < count[:, None]
@@ -287,26 +297,24 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool, l1: bool,
                 on = tf.cast(active, tf.float32)
                 grads = penalty_gradients(tape.gradient(total, params), params, l1, l2, on)
                 loss = ce + penalty(params, l1, l2)
-                t = iterations + 1.0
-                alpha = on * lr * tf.sqrt(1.0 - tf.pow(compiled.BETA_2, t)) / (1.0 - tf.pow(compiled.BETA_1, t))
-                decay_1, decay_2 = on * (1.0 - compiled.BETA_1), on * (1.0 - compiled.BETA_2)
-                new_w, new_m, new_v = [], [], []
-                for w, g, m, v in zip(params, grads, ms, vs):
-                    expand = (slice(None),) + (None,) * (len(w.shape) - 1)
-                    new_m.append(m + (g - m) * decay_1[expand])
-                    new_v.append(v + (tf.square(g) - v) * decay_2[expand])
-                    new_w.append(w - (new_m[-1] * alpha[expand]) / (tf.sqrt(new_v[-1]) + compiled.EPSILON))
+                factors = compiled.coefficients(rule, lr, opt, iterations + 1.0, on)
+                new_w, new_slots = [], [[] for _ in slots]
+                for i, (w, g) in enumerate(zip(params, grads)):
+                    w, values = compiled.update(rule, factors, w, g, [slot[i] for slot in slots], shaped)
+                    new_w.append(w)
+                    for slot, value in zip(new_slots, values):
+                        slot.append(value)
                 iterations += on
                 hit_acc = tf.math.divide_no_nan(hit, count_f)
                 loss_sum += tf.where(active, loss * count_f, tf.zeros_like(loss))
                 hit_sum += tf.where(active, hit_acc * count_f, tf.zeros_like(loss))
-                return step + 1, new_w, new_m, new_v, iterations, loss_sum, hit_sum
+                return step + 1, new_w, new_slots, iterations, loss_sum, hit_sum
 
             zero = tf.zeros([size])
-            _, params, ms, vs, iterations, loss_sum, hit_sum = tf.while_loop(
+            _, params, slots, iterations, loss_sum, hit_sum = tf.while_loop(
                 lambda step, *_: step < max_steps,
                 step_body,
-                (tf.constant(0), params, ms, vs, iterations, zero, zero),
+                (tf.constant(0), params, slots, iterations, zero, zero),
             )
             val_ce, val_hits = evaluate(params, x, y, val, n_val)
             n_val_f = tf.cast(n_val, tf.float32)
@@ -317,22 +325,21 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool, l1: bool,
             history = history.write(epoch, row)
             ran += tf.cast(alive, tf.int32)
             alive = tf.logical_and(alive, tf.math.is_finite(train_loss))
-            return epoch + 1, alive, ran, params, ms, vs, iterations, history
+            return epoch + 1, alive, ran, params, slots, iterations, history
 
         start = (
             tf.constant(0),
             tf.ones([size], tf.bool),
             tf.zeros([size], tf.int32),
             params,
-            zeros,
-            zeros,
+            [zeros for _ in rule.slots],
             tf.zeros([size]),
             tf.TensorArray(tf.float32, size=epochs),
         )
-        ran_epochs, _, ran, params, ms, vs, iterations, history = tf.while_loop(
+        ran_epochs, _, ran, params, slots, iterations, history = tf.while_loop(
             lambda epoch, alive, *_: tf.logical_and(epoch < epochs, tf.reduce_any(alive)), epoch_body, start
         )
-        return history.stack()[:ran_epochs], ran, params, ms, vs, iterations
+        return history.stack()[:ran_epochs], ran, params, slots, iterations
 
     def evaluate(params, x, y, val, n_val):
         """Per member: summed cross-entropy and hits over its validation rows, :data:`VAL_CHUNK` rows at a time."""
@@ -356,6 +363,7 @@ def _population_graph(shape: compiled.Shape, size: int, dropout: bool, l1: bool,
         tf.TensorSpec([size, None], tf.int32),
         tf.TensorSpec([size], tf.int32),
         tf.TensorSpec([size, 4], tf.float32),
+        tf.TensorSpec([3], tf.float32),  # the optimizer's momentum, rho, 1 - rho, shared
         tf.TensorSpec([size], tf.int64),
         tf.TensorSpec([], tf.int32),
         tf.TensorSpec([], tf.int32),

@@ -14,6 +14,15 @@ from sweep.tasks import Fitted
 from sweep.tasks.compiled import COLUMNS
 
 KFOLD = ("trainer.epochs=2", "trainer.save_model=false", "validation=kfold")
+#: Each update rule a population trains (momentum and rho are the group's, the learning rate each member's).
+RULES = {
+    "adam": (),
+    "sgd": ("optimizer=sgd", "optimizer.momentum=0.0"),
+    "sgd_momentum": ("optimizer=sgd",),
+    "sgd_nesterov": ("optimizer=sgd", "optimizer.nesterov=true", "optimizer.momentum=0.8"),
+    "rmsprop": ("optimizer=rmsprop", "optimizer.rho=0.8"),
+    "rmsprop_momentum": ("optimizer=rmsprop", "optimizer.momentum=0.5"),
+}
 
 
 def _solo(cfg) -> list[tuple[int | None, Fitted]]:
@@ -33,19 +42,28 @@ def _assert_same_runs(ours, theirs, tol: float) -> None:
         assert set(a.metrics) == set(b.metrics)
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.5])
-def test_a_one_member_population_follows_the_compiled_trajectory(dropout: float) -> None:
-    cfg = compose_config("trainer.epochs=3", "trainer.save_model=false", f"regularizer.dropout={dropout}", "seed=4")
+@pytest.mark.parametrize(("rule", "dropout"), [("adam", 0.0), ("adam", 0.5), ("sgd_momentum", 0.5), ("rmsprop", 0.0)])
+def test_a_one_member_population_follows_the_compiled_trajectory(rule: str, dropout: float) -> None:
+    cfg = compose_config("trainer.epochs=3", "trainer.save_model=false", f"regularizer.dropout={dropout}", "seed=4", *RULES[rule])
     [ours] = fit_population([cfg])
     _assert_same_runs(ours, _solo(cfg), tol=1e-5)
 
 
-def test_each_member_of_a_mixed_population_matches_its_own_run_and_a_diverging_one_disturbs_none() -> None:
+@pytest.mark.parametrize("rule", RULES)
+def test_a_member_out_of_rows_stands_still_while_the_others_step(rule: str) -> None:
+    """Batches of 383: folds 0 and 1 (1149 rows) take 3 steps an epoch, the others (1150) a 4th; momentum must not move them."""
+    cfg = compose_config(*KFOLD, "trainer.batch_size=383", "optimizer.lr=0.01", "regularizer.l2=0.001", *RULES[rule])
+    [ours] = fit_population([cfg])
+    _assert_same_runs(ours, _solo(cfg), tol=1e-5)
+
+
+@pytest.mark.parametrize("rule", ["adam", "sgd_nesterov", "rmsprop_momentum"])
+def test_each_member_of_a_mixed_population_matches_its_own_run_and_a_diverging_one_disturbs_none(rule: str) -> None:
     cfgs = [
-        compose_config(*KFOLD),  # every fold
-        compose_config(*KFOLD, "validation.fold=3", "optimizer.lr=0.003", "regularizer.l2=0.01", "seed=7"),
-        compose_config(*KFOLD, "validation.fold=0", "regularizer.dropout=0.5", "regularizer.l1=0.001", "seed=1"),
-        compose_config(*KFOLD, "optimizer.lr=1e30"),  # diverges in its first fold's first epoch
+        compose_config(*KFOLD, *RULES[rule]),  # every fold
+        compose_config(*KFOLD, *RULES[rule], "validation.fold=3", "optimizer.lr=0.003", "regularizer.l2=0.01", "seed=7"),
+        compose_config(*KFOLD, *RULES[rule], "validation.fold=0", "regularizer.dropout=0.5", "regularizer.l1=0.001", "seed=1"),
+        compose_config(*KFOLD, *RULES[rule], "optimizer.lr=1e30"),  # diverges in its first fold's first epoch
     ]
     population = fit_population(cfgs)
     assert [len(runs) for runs in population] == [5, 1, 1, 1]
@@ -65,19 +83,25 @@ def test_members_differ_when_their_hyperparameters_do() -> None:
         assert not np.allclose(curves[0], curves[i])
 
 
-def test_a_member_saves_the_model_its_weights_make(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rule", ["adam", "sgd_momentum", "rmsprop_momentum"])
+def test_a_member_saves_the_model_its_weights_make_with_its_runs_optimizer_state(rule: str, tmp_path: Path) -> None:
     from sweep.backend import keras
     from sweep.data import load_dataset
     from sweep.splits import make_folds
 
-    cfg = compose_config("trainer.epochs=2", "validation=kfold", "validation.fold=1", "optimizer.lr=0.01")
+    cfg = compose_config("trainer.epochs=2", "validation=kfold", "validation.fold=1", "optimizer.lr=0.01", *RULES[rule])
     [[(index, fit)]] = fit_population([cfg])
+    [(_, solo)] = _solo(cfg)
     fit.artifacts["model.keras"](str(tmp_path / "model.keras"))
-    model = keras().models.load_model(tmp_path / "model.keras")
+    solo.artifacts["model.keras"](str(tmp_path / "solo.keras"))
+    model, solo_model = (keras().models.load_model(tmp_path / name) for name in ("model.keras", "solo.keras"))
     data = load_dataset(cfg.dataset)
     val = make_folds(cfg.validation, data.y)[0].val
     accuracy = model.evaluate(data.x[val], data.y[val], verbose=0, return_dict=True)["accuracy"]
     assert index == 1 and accuracy == pytest.approx(fit.metrics["val_accuracy"], abs=1e-6)
+    assert len(model.optimizer.variables) > 2
+    for ours, theirs in zip(model.optimizer.variables, solo_model.optimizer.variables, strict=True):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-6, err_msg=ours.path)
 
 
 def test_group_key_is_equal_exactly_when_only_vectorizable_keys_differ() -> None:
@@ -86,9 +110,17 @@ def test_group_key_is_equal_exactly_when_only_vectorizable_keys_differ() -> None
     same = ["optimizer.lr=0.5", "regularizer.l2=0.1", "regularizer.l1=0.1", "regularizer.dropout=0.2", "validation.fold=2", "seed=9"]
     for override in same:
         assert group_key(compose_config(*KFOLD, override)) == base, override
-    for override in ("trainer.epochs=3", "trainer.batch_size=16", "model.hidden_units=[64]", "validation.n_splits=4"):
+    others = ["trainer.epochs=3", "trainer.batch_size=16", "model.hidden_units=[64]", "validation.n_splits=4"]
+    for override in others:
         assert group_key(compose_config(*KFOLD, override)) not in (base, None), override
-    for unfit in ("optimizer=sgd", "optimizer=rmsprop", "model=cnn", "trainer.early_stopping_patience=2", "optimizer.lr=-1", "task=cluster"):
-        assert group_key(compose_config(*KFOLD, unfit)) is None, unfit
+    # the optimizer's settings other than the learning rate are the group's
+    keys = [group_key(compose_config(*KFOLD, *RULES[rule])) for rule in RULES]
+    keys += [group_key(compose_config(*KFOLD, "optimizer=sgd", "optimizer.momentum=0.5"))]
+    keys += [group_key(compose_config(*KFOLD, "optimizer=rmsprop", "optimizer.rho=0.95"))]
+    assert None not in keys and len(set(keys)) == len(keys)
+    assert group_key(compose_config(*KFOLD, "optimizer=sgd", "optimizer.lr=0.1")) == keys[2]
+    unfits = [("optimizer=sgd", "optimizer.momentum=1.5"), ("model=cnn",), ("trainer.early_stopping_patience=2",)]
+    for unfit in [*unfits, ("optimizer.lr=-1",), ("task=cluster",)]:
+        assert group_key(compose_config(*KFOLD, *unfit)) is None, unfit
     with pytest.raises(ValueError, match="group key"):
         fit_population([compose_config(*KFOLD), compose_config(*KFOLD, "trainer.epochs=3")])
