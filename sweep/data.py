@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
-from sklearn.model_selection import train_test_split
 
 from sweep.config import SweepConfigError, build
 
@@ -176,6 +175,8 @@ def _load(key: str) -> Dataset:
     if arrays.x_test is not None and arrays.y_test is not None:
         x_test, y_test = _checked(arrays.x_test, arrays.y_test, source, "test")
     else:
+        from sklearn.model_selection import train_test_split
+
         rows = np.arange(len(y))
         stratify = y if cfg.stratify and np.bincount(y).min() >= 2 else None
         dev, test = train_test_split(rows, test_size=cfg.test_size, stratify=stratify, random_state=cfg.split_seed)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from omegaconf import DictConfig
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from sweep.config import SweepConfigError
 
@@ -40,6 +39,8 @@ def kfold(y: np.ndarray, n_splits: int, shuffle: bool = True, seed: int = 0, str
     """All ``n_splits`` folds, from scikit-learn's ``KFold`` or ``StratifiedKFold``."""
     if n_splits > len(y):
         raise SweepConfigError(f"validation.n_splits={n_splits}: more folds than the {len(y)} rows")
+    from sklearn.model_selection import KFold, StratifiedKFold
+
     splitter_class = StratifiedKFold if stratified else KFold
     splitter = splitter_class(n_splits=n_splits, shuffle=shuffle, random_state=seed if shuffle else None)
     rows = np.zeros((len(y), 1))
