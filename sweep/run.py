@@ -113,10 +113,10 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
         data, folds = check(cfg)
         fits = ahead if ahead is not None else _fit_folds(cfg, data, folds)
         record |= _metrics(fits)
+        record["artifacts"] = _write_outputs(job.dir, fits)
         record["status"] = "diverged" if any(fit.diverged for _, fit in fits) else "completed"
         if record["status"] == "diverged":
             record["error"] = "loss became NaN or inf; training stopped"
-        record["artifacts"] = _write_outputs(job.dir, fits)
     except SweepConfigError as error:
         record["error"] = f"SweepConfigError: {error}"
     except Exception as error:
