@@ -73,13 +73,16 @@ class Member:
     fold: Fold
 
 
-def fit_population(cfgs: Sequence[DictConfig], max_population: int = 64) -> list[list[tuple[int | None, Fitted]]]:
+def fit_population(
+    cfgs: Sequence[DictConfig], max_population: int = 64, checked: Sequence[tuple[Dataset, list[Fold]]] | None = None
+) -> list[list[tuple[int | None, Fitted]]]:
     """For each config, what :func:`sweep.run._fit_folds` returns for it: ``[(fold index, Fitted), ...]``.
 
     All ``cfgs`` must share one :func:`group_key`; at most ``max_population`` members
     (config x fold) train at a time. A member's ``fit_time_s`` is its chunk's wall time
     divided by the chunk's size. As in ``_fit_folds``, a config's folds after its first
-    diverged one are left out.
+    diverged one are left out. ``checked``, each config's :func:`sweep.run.check` (its
+    dataset and folds) when the caller has it, saves loading them again.
     """
     from sweep.backend import keras
     from sweep.run import check
@@ -90,7 +93,8 @@ def fit_population(cfgs: Sequence[DictConfig], max_population: int = 64) -> list
     if max_population < 1:
         raise ValueError(f"fit_population: max_population={max_population} must be >= 1")
     keras()  # TensorFlow started quietly, with the process's thread limits
-    checked = [check(cfg) for cfg in cfgs]
+    if checked is None:
+        checked = [check(cfg) for cfg in cfgs]
     data = checked[0][0] if checked else None
     members = [Member(c, fold) for c, (_, folds) in enumerate(checked) for fold in folds]
     # a fold missing a class gets a narrower softmax in the ordinary path: such members train apart

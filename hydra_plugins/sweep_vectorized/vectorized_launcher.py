@@ -10,9 +10,15 @@ are handed to :func:`sweep.run.precompute`. Then every job runs through Hydra's
 files, log, callbacks and ``JobReturn`` are Hydra's, and sweep's task function writes the
 record, history and model as usual, from the population's results instead of training.
 
+The populations train in a child process forked as the launch starts
+(:mod:`sweep.trainer_process`; ``hydra.launcher.trainer_process=false`` trains them here),
+so that importing TensorFlow there overlaps composing the jobs and loading their data here;
+each job is recorded as soon as its member's results arrive.
+
 A job that cannot join a population (another app's, ``group_key`` ``None``, a group of
 one, a completed record already in the sweep, a duplicate config) trains on its own as
-usual; so does every member of a population that raised (logged as a warning).
+usual; so does every member of a population that raised, or whose trainer process died
+(logged as a warning).
 
 This module is imported whenever Hydra starts (it scans ``hydra_plugins``): sweep's
 training code is imported only when a population trains. No ``from __future__ import
@@ -23,7 +29,7 @@ cannot resolve string annotations.
 import copy
 import logging
 import math
-import time
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +40,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +50,16 @@ SWEEP_KEYS = ("dataset", "model", "optimizer", "regularizer", "validation", "tra
 
 @dataclass
 class VectorizedLauncherConf:
-    """``hydra/launcher=vectorized``: at most ``max_population`` jobs train in one graph (bounds its memory)."""
+    """``hydra/launcher=vectorized``: at most ``max_population`` jobs train in one graph (bounds its memory).
+
+    ``trainer_process``: train populations in a child forked before TensorFlow is imported
+    (:mod:`sweep.trainer_process`), so the import overlaps composing the jobs; ``false``
+    trains in the launcher's own process. Either way, the records are the same.
+    """
 
     _target_: str = "hydra_plugins.sweep_vectorized.vectorized_launcher.VectorizedLauncher"
     max_population: int = 64
+    trainer_process: bool = True
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="vectorized", node=VectorizedLauncherConf, provider="sweep")
@@ -66,11 +78,12 @@ class Member:
 class VectorizedLauncher(Launcher):
     """Runs jobs one by one in this process like Hydra's basic launcher, training sweep's groupable jobs as populations first."""
 
-    def __init__(self, max_population: int = 64) -> None:
+    def __init__(self, max_population: int = 64, trainer_process: bool = True) -> None:
         super().__init__()
         if max_population < 1:
             raise ValueError(f"hydra.launcher.max_population={max_population}: must be a positive integer")
         self.max_population = max_population
+        self.trainer_process = trainer_process
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
@@ -81,29 +94,37 @@ class VectorizedLauncher(Launcher):
         self.task_function = task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        """Compose every job, plan its populations, then run the jobs in order, training each population before its first member."""
+        """Compose every job, plan its populations, then run the jobs in order, each member with its population's results."""
         setup_globals()
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"Launching {len(job_overrides)} jobs locally, populations of up to {self.max_population}")
-        configs = []
-        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-            with open_dict(sweep_config):
-                sweep_config.hydra.job.id = idx
-                sweep_config.hydra.job.num = idx
-            configs.append(sweep_config)
-        chunks = plan(members(configs), self.max_population)
-        trained: set[int] = set()
-        runs: list[JobReturn] = []
+        trainer = None
+        if self.trainer_process and len(job_overrides) > 1 and all(key in self.config for key in SWEEP_KEYS):
+            from sweep.trainer_process import TrainerProcess
+
+            trainer = TrainerProcess.start(sweep_dir / f".trainer-{os.getpid()}")
+        chunks: dict[int, list[Member]] = {}
         try:
+            configs = []
+            for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+                sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+                with open_dict(sweep_config):
+                    sweep_config.hydra.job.id = idx
+                    sweep_config.hydra.job.num = idx
+                configs.append(sweep_config)
+            chunks = plan(members(configs), self.max_population)
+            results = Results(chunks, self.config.hydra.launcher, self.max_population, trainer)
+            runs: list[JobReturn] = []
             for position, (overrides, sweep_config) in enumerate(zip(job_overrides, configs)):
+                if trainer is not None and not trainer.busy:  # every result taken (and the last job's artifacts moved)
+                    trainer.close()  # its memory back before any job that trains here
+                    trainer = None
                 log.info(f"\t#{initial_job_idx + position} : {' '.join(filter_overrides(overrides))}")
-                chunk = chunks.get(position)
-                if chunk is not None and id(chunk) not in trained:
-                    trained.add(id(chunk))
-                    train(chunk, sweep_config, self.max_population)
+                if position in chunks:
+                    results.hand_over(position)
                     configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
                 runs.append(
                     run_job(
@@ -116,6 +137,8 @@ class VectorizedLauncher(Launcher):
                 )
                 configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         finally:
+            if trainer is not None:
+                trainer.close()
             from sweep.run import precompute
 
             for chunk in {id(chunk): chunk for chunk in chunks.values()}.values():
@@ -144,6 +167,7 @@ def members(configs: Sequence[DictConfig]) -> list[Member]:
             HydraConfig.instance().set_config(config)  # for ${hydra:...} in the job's config and dirs
             try:
                 cfg = task_config(config)
+                OmegaConf.resolve(cfg)  # a population may train where this job's hydra node is not set
                 fprint = fingerprint(flatten(cfg))
                 job = Job(Path(str(config.hydra.sweep.dir), str(config.hydra.sweep.subdir)).absolute(), index, [], Path(str(config.hydra.sweep.dir)))
                 found.append(Member(index, cfg, fprint, reusable(fprint, job)))
@@ -193,30 +217,57 @@ def plan(candidates: Sequence[Member], max_population: int) -> dict[int, list[Me
     return chunks
 
 
-def train(chunk: Sequence[Member], sweep_config: DictConfig, max_population: int) -> None:
-    """Train ``chunk`` as one population (at most ``max_population`` config x fold members at a time) and hand each member's per-fold results to :func:`sweep.run.precompute`.
+class Results:
+    """Hands each population member's results to :func:`sweep.run.precompute` before its job runs.
 
-    If the population raises, nothing is handed over: its jobs train on their own.
+    With a trainer process, every population is sent to it at once (its data and folds
+    loaded here, while the child still imports TensorFlow) and each member waits for its
+    own results; without one, a population trains here before its first member's job.
+    A member whose population failed gets nothing, and trains on its own.
     """
-    from sweep.population import fit_population
-    from sweep.run import precompute
-    from sweep.scaling import apply_threads
 
-    apply_threads(chunk[0].cfg, sweep_config.hydra.launcher)
-    start = time.perf_counter()
+    def __init__(self, chunks: dict[int, list[Member]], launcher: DictConfig, max_population: int, trainer: Any) -> None:
+        self.chunks = chunks
+        self.launcher = launcher
+        self.max_population = max_population
+        self.trainer = trainer
+        self.handed: set[int] = set()  # populations trained in this process
+        self.sent: dict[int, int | None] = {}  # id(chunk) -> its population in the trainer process (None: it had died)
+        if trainer is not None:
+            from sweep.run import check
+
+            for chunk in {id(chunk): chunk for chunk in chunks.values()}.values():
+                try:
+                    checked = [check(member.cfg) for member in chunk]
+                except Exception:  # noqa: BLE001  each job reports its own error when it runs
+                    continue
+                self.sent[id(chunk)] = trainer.submit([member.cfg for member in chunk], launcher, max_population, checked)
+
+    def hand_over(self, position: int) -> None:
+        """Make the results of the member at ``position`` in the launch ready for its job."""
+        from sweep.run import precompute
+
+        chunk = self.chunks[position]
+        if id(chunk) in self.sent:
+            config = next(i for i, member in enumerate(chunk) if member.index == position)
+            population = self.sent[id(chunk)]
+            fits = None if population is None else self.trainer.fits(population, config)
+            if fits is not None:
+                precompute(chunk[config].fingerprint, fits)
+        elif id(chunk) not in self.handed:
+            self.handed.add(id(chunk))
+            for member, fits in zip(chunk, train(chunk, self.launcher, self.max_population), strict=False):
+                precompute(member.fingerprint, fits)
+
+
+def train(chunk: Sequence[Member], launcher: DictConfig, max_population: int) -> list[Any]:
+    """Each member's per-fold results from training ``chunk`` in this process as one population; ``[]`` if it raised."""
+    from sweep.trainer_process import train_population
+
     try:
-        results = fit_population([member.cfg for member in chunk], max_population=max_population)
+        results, elapsed = train_population([member.cfg for member in chunk], launcher, max_population)
     except Exception:  # noqa: BLE001  a failed population must not sink the sweep
         log.warning("population of %d jobs failed; they run one by one", len(chunk), exc_info=True)
-        return
-    elapsed = time.perf_counter() - start
+        return []
     log.info("trained a population of %d jobs in %.1fs", len(chunk), elapsed)
-    for member, fits in zip(chunk, results, strict=True):
-        share_time(fits, elapsed / len(chunk))
-        precompute(member.fingerprint, fits)
-
-
-def share_time(fits: list[tuple[int | None, Any]], seconds: float) -> None:
-    """Give folds without a ``fit_time_s`` metric an equal share of their member's ``seconds``."""
-    for _, fit in fits:
-        fit.metrics.setdefault("fit_time_s", seconds / len(fits))
+    return results
