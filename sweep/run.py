@@ -110,8 +110,7 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
     }
     start = time.perf_counter()
     try:
-        data, folds = check(cfg)
-        fits = ahead if ahead is not None else _fit_folds(cfg, data, folds)
+        fits = ahead if ahead is not None else _fit_folds(cfg, *check(cfg))  # a population checked its members
         record |= _metrics(fits)
         record["artifacts"] = _write_outputs(job.dir, fits)
         record["status"] = "diverged" if any(fit.diverged for _, fit in fits) else "completed"
