@@ -44,6 +44,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
 
+#: The share of a launch's jobs the trainer process records itself when all are population members:
+#: it writes their models too (~9 ms each) besides staging the others', so it takes fewer.
+CHILD_SHARE = 1 / 3
 #: Top-level keys every sweep config has: jobs of other apps always run one by one.
 SWEEP_KEYS = ("dataset", "model", "optimizer", "regularizer", "validation", "trainer", "task")
 
@@ -105,37 +108,32 @@ class VectorizedLauncher(Launcher):
         if self.trainer_process and len(job_overrides) > 1 and all(key in self.config for key in SWEEP_KEYS):
             from sweep.trainer_process import TrainerProcess
 
-            trainer = TrainerProcess.start(sweep_dir / f".trainer-{os.getpid()}")
+            trainer = TrainerProcess.start(sweep_dir / f".trainer-{os.getpid()}", job=self._run)
         chunks: dict[int, list[Member]] = {}
         try:
-            configs = []
+            jobs = []
             for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
                 sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
                 with open_dict(sweep_config):
                     sweep_config.hydra.job.id = idx
                     sweep_config.hydra.job.num = idx
-                configs.append(sweep_config)
-            chunks = plan(members(configs), self.max_population)
-            results = Results(chunks, self.config.hydra.launcher, self.max_population, trainer)
-            runs: list[JobReturn] = []
-            for position, (overrides, sweep_config) in enumerate(zip(job_overrides, configs)):
+                jobs.append((idx, overrides, sweep_config))
+            chunks = plan(members([config for _, _, config in jobs]), self.max_population)
+            results = Results(chunks, jobs, self.config.hydra.launcher, self.max_population, trainer)
+            runs: dict[int, JobReturn] = {}
+            for position, job in enumerate(jobs):
                 if trainer is not None and not trainer.busy:  # every result taken (and the last job's artifacts moved)
                     trainer.close()  # its memory back before any job that trains here
                     trainer = None
-                log.info(f"\t#{initial_job_idx + position} : {' '.join(filter_overrides(overrides))}")
+                if position in results.delegated:
+                    continue
                 if position in chunks:
                     results.hand_over(position)
                     configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-                runs.append(
-                    run_job(
-                        hydra_context=self.hydra_context,
-                        task_function=self.task_function,
-                        config=sweep_config,
-                        job_dir_key="hydra.sweep.dir",
-                        job_subdir_key="hydra.sweep.subdir",
-                    )
-                )
-                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+                runs[position] = self._run(job)
+            for position in sorted(results.delegated):
+                ran = results.trainer.ran(position)
+                runs[position] = ran if ran is not None else self._run(jobs[position])  # trains here
         finally:
             if trainer is not None:
                 trainer.close()
@@ -144,7 +142,22 @@ class VectorizedLauncher(Launcher):
             for chunk in {id(chunk): chunk for chunk in chunks.values()}.values():
                 for member in chunk:  # results no job took (the sweep was interrupted, or the task is not sweep's)
                     precompute(member.fingerprint, None)
-        return runs
+        return [runs[position] for position in range(len(jobs))]
+
+    def _run(self, job: tuple[int, Sequence[str], DictConfig]) -> JobReturn:
+        """Run one composed job ``(number, overrides, config)`` through Hydra's ``run_job``, as the basic launcher does."""
+        assert self.hydra_context is not None and self.config is not None and self.task_function is not None
+        idx, overrides, sweep_config = job
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        ret = run_job(
+            hydra_context=self.hydra_context,
+            task_function=self.task_function,
+            config=sweep_config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return ret
 
 
 def members(configs: Sequence[DictConfig]) -> list[Member]:
@@ -222,34 +235,44 @@ class Results:
 
     With a trainer process, every population is sent to it at once (its data and folds
     loaded here, while the child still imports TensorFlow) and each member waits for its
-    own results; without one, a population trains here before its first member's job.
-    A member whose population failed gets nothing, and trains on its own.
+    own results; when every job of the launch is a member, the child also records the last
+    :data:`CHILD_SHARE` of them itself (:attr:`delegated`), at the same time as this
+    process records the others. Without a trainer process, a population trains here before
+    its first member's job. A member whose population failed gets nothing, and trains on its own.
     """
 
-    def __init__(self, chunks: dict[int, list[Member]], launcher: DictConfig, max_population: int, trainer: Any) -> None:
+    def __init__(self, chunks: dict[int, list[Member]], jobs: Sequence[Any], launcher: DictConfig, max_population: int, trainer: Any) -> None:
         self.chunks = chunks
         self.launcher = launcher
         self.max_population = max_population
         self.trainer = trainer
         self.handed: set[int] = set()  # populations trained in this process
         self.sent: dict[int, int | None] = {}  # id(chunk) -> its population in the trainer process (None: it had died)
-        if trainer is not None:
-            from sweep.run import check
+        self.delegated: set[int] = set()  # positions of the jobs the trainer process records
+        if trainer is None:
+            return
+        from sweep.run import check
 
-            for chunk in {id(chunk): chunk for chunk in chunks.values()}.values():
-                try:
-                    checked = [check(member.cfg) for member in chunk]
-                except Exception:  # noqa: BLE001  each job reports its own error when it runs
-                    continue
-                self.sent[id(chunk)] = trainer.submit([member.cfg for member in chunk], launcher, max_population, checked)
+        if len(chunks) == len(jobs):
+            self.delegated = set(range(len(jobs) - int(len(jobs) * CHILD_SHARE), len(jobs)))
+        for chunk in {id(chunk): chunk for chunk in chunks.values()}.values():
+            try:
+                checked = [check(member.cfg) for member in chunk]
+            except Exception:  # noqa: BLE001  each job reports its own error when it runs
+                self.delegated -= {member.index for member in chunk}
+                continue
+            mine = {i: (m.index, m.fingerprint, jobs[m.index]) for i, m in enumerate(chunk) if m.index in self.delegated}
+            self.sent[id(chunk)] = trainer.submit([member.cfg for member in chunk], launcher, max_population, checked, mine)
+        if self.delegated:
+            numbers = sorted(jobs[position][0] for position in self.delegated)
+            log.info("jobs #%d to #%d are recorded by the trainer process once trained", numbers[0], numbers[-1])
 
     def hand_over(self, position: int) -> None:
         """Make the results of the member at ``position`` in the launch ready for its job."""
         from sweep.run import precompute
 
-        chunk = self.chunks[position]
+        chunk, config = self._place(position)
         if id(chunk) in self.sent:
-            config = next(i for i, member in enumerate(chunk) if member.index == position)
             population = self.sent[id(chunk)]
             fits = None if population is None else self.trainer.fits(population, config)
             if fits is not None:
@@ -258,6 +281,11 @@ class Results:
             self.handed.add(id(chunk))
             for member, fits in zip(chunk, train(chunk, self.launcher, self.max_population), strict=False):
                 precompute(member.fingerprint, fits)
+
+    def _place(self, position: int) -> tuple[list[Member], int]:
+        """The population of the job at ``position`` in the launch, and the job's place in it."""
+        chunk = self.chunks[position]
+        return chunk, next(i for i, member in enumerate(chunk) if member.index == position)
 
 
 def train(chunk: Sequence[Member], launcher: DictConfig, max_population: int) -> list[Any]:
