@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import DictConfig
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 
@@ -16,6 +17,14 @@ from sweep.backend import keras
 from sweep.data import load_dataset
 from sweep.run import Job, run_job
 from sweep.splits import make_folds
+
+
+def _saved_model_accuracy(job_dir: Path, cfg: DictConfig) -> float:
+    """The accuracy of the job's ``model.keras`` on its (holdout) validation rows."""
+    model = keras().models.load_model(job_dir / "model.keras")
+    data = load_dataset(cfg.dataset)
+    (fold,) = make_folds(cfg.validation, data.y)
+    return float((model.predict(data.x[fold.val], verbose=0).argmax(1) == data.y[fold.val]).mean())
 
 
 def test_a_classify_run_writes_record_history_and_model(tmp_path: Path) -> None:
@@ -32,11 +41,21 @@ def test_a_classify_run_writes_record_history_and_model(tmp_path: Path) -> None:
     assert header[0] == "epoch" and set(header) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
     assert [row.split(",")[0] for row in history[1:]] == ["1", "2", "3"]
 
-    model = keras().models.load_model(tmp_path / "model.keras")
-    data = load_dataset(cfg.dataset)
-    (fold,) = make_folds(cfg.validation, data.y)
-    accuracy = (model.predict(data.x[fold.val], verbose=0).argmax(1) == data.y[fold.val]).mean()
-    assert accuracy == pytest.approx(record["val_accuracy"], abs=1e-6)
+    assert _saved_model_accuracy(tmp_path, cfg) == pytest.approx(record["val_accuracy"], abs=1e-6)
+
+
+@pytest.mark.parametrize(("lr", "epochs", "stops_early"), [(0.05, 8, True), (0.02, 6, False)], ids=["stopped", "ran-every-epoch"])
+def test_with_early_stopping_the_record_describes_the_model_it_keeps(tmp_path: Path, lr: float, epochs: int, stops_early: bool) -> None:
+    # EarlyStopping(monitor=val_loss, restore_best_weights=True): Keras 3 restores the best
+    # epoch's weights at the end of training, whether it stopped early or not.
+    cfg = compose_config("trainer.early_stopping_patience=3", f"trainer.epochs={epochs}", f"optimizer.lr={lr}")
+    record = run_job(cfg, Job(tmp_path))
+    history = np.genfromtxt(tmp_path / "history.csv", delimiter=",", names=True)
+    restored = int(np.argmin(history["val_loss"]))
+    assert (record["epochs_run"] < epochs) == stops_early and restored < record["epochs_run"] - 1
+    assert record["val_loss"] == pytest.approx(history["val_loss"][restored])
+
+    assert _saved_model_accuracy(tmp_path, cfg) == pytest.approx(record["val_accuracy"], abs=1e-6)
 
 
 def test_every_fold_trains_a_fresh_model_from_the_same_start(tmp_path: Path) -> None:

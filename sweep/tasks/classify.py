@@ -73,16 +73,17 @@ def fit_keras(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: 
         for epoch, values in enumerate(zip(*fit.history.values()), start=1)
     ]
     diverged = not all(math.isfinite(row.get("loss", math.nan)) for row in history)
-    restored = patience is not None and callbacks[-1].stopped_epoch > 0
+    # Keras 3 restores the best epoch's weights at the end of training, stopped early or not
+    restored = callbacks[-1].best_epoch if patience is not None and callbacks[-1].best_weights is not None else None
     artifacts = {"model.keras": partial(save_model, model)} if trainer.save_model and not diverged else {}
     return summarize(history, restored, artifacts, diverged)
 
 
-def summarize(history: list[dict[str, float]], restored: bool, artifacts: dict, diverged: bool) -> Fitted:
-    """The :class:`Fitted` of a per-epoch ``history``: metrics of the last epoch, or of the best one if ``restored``."""
+def summarize(history: list[dict[str, float]], restored: int | None, artifacts: dict, diverged: bool) -> Fitted:
+    """The :class:`Fitted` of a per-epoch ``history``: metrics of the last epoch, or of epoch ``restored`` (0-based) whose weights the model holds."""
     val_acc = [row.get("val_accuracy", math.nan) for row in history]
     best = int(np.nanargmax(val_acc)) if not np.isnan(val_acc).all() else len(history) - 1
-    final = history[best] if restored else history[-1]
+    final = history[-1] if restored is None else history[restored]
     metrics = {
         "train_loss": final.get("loss", math.nan),
         "train_accuracy": final.get("accuracy", math.nan),

@@ -401,7 +401,7 @@ def fitted(cfg: DictConfig, rows: np.ndarray, state: TrainedState, input_shape: 
     artifacts = {}
     if cfg.trainer.save_model and not diverged:
         artifacts["model.keras"] = lambda path: save_model(keras_model(cfg, input_shape, n_classes, state), path)
-    return summarize(history, restored=False, artifacts=artifacts, diverged=diverged)
+    return summarize(history, restored=None, artifacts=artifacts, diverged=diverged)
 
 
 def hyperparameters(cfg: DictConfig) -> list[float]:
