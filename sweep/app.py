@@ -7,7 +7,9 @@ config already in the sweep dir is reused, not retrained.
 
 SIGTERM is turned into ``KeyboardInterrupt``, like Ctrl-C: the run in progress leaves no
 record (its temporary files are removed), finished records stay, and the command exits
-with one line saying how to resume.
+with one line saying how to resume. The signal is also remembered, and every job checks
+it before it starts: a library that swallows the ``KeyboardInterrupt`` (Keras' metric
+set-up has bare ``except:`` clauses) cannot make the sweep run on.
 """
 
 from __future__ import annotations
@@ -33,12 +35,15 @@ log = logging.getLogger("sweep")
 
 #: The multirun dir of the job in progress, for the message after an interruption.
 _sweep_dir: str | None = None
+#: The name of the signal that asked this process to stop, once one has.
+_stopped_by: str | None = None
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def run(cfg: DictConfig) -> float:
     """Run one composed config; log ``overrides -> metric (time)``; return the metric (NaN unless completed)."""
     global _sweep_dir
+    stop_if_asked()
     hydra_cfg = HydraConfig.get()
     apply_threads(cfg, hydra_cfg.get("launcher"))
     overrides = list(hydra_cfg.overrides.task)
@@ -62,14 +67,24 @@ def run(cfg: DictConfig) -> float:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    global _stopped_by
+    _stopped_by = signal.Signals(signum).name
+    raise KeyboardInterrupt(_stopped_by)
+
+
+def stop_if_asked() -> None:
+    """Raise ``KeyboardInterrupt`` again if SIGINT or SIGTERM arrived, even if its first one was swallowed."""
+    if _stopped_by is not None:
+        raise KeyboardInterrupt(_stopped_by)
 
 
 def main() -> None:
     """The console entry point: :func:`run` with SIGTERM handled like Ctrl-C, and a one-line message when interrupted."""
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         run()
+        stop_if_asked()
     except KeyboardInterrupt as interrupt:
         name = str(interrupt) or "SIGINT"
         multirun = _sweep_dir is not None or {"-m", "--multirun"} & set(sys.argv[1:])

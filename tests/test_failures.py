@@ -46,6 +46,13 @@ def test_a_nan_loss_stops_training_at_once_and_is_recorded_diverged(tmp_path: Pa
     assert json.loads((tmp_path / RECORD).read_text())["status"] == "diverged"
 
 
+def test_a_run_whose_model_cannot_be_written_is_recorded_failed_not_completed(tmp_path: Path) -> None:
+    (tmp_path / "model.keras").mkdir()  # the model's path is taken by a directory
+    record = _job(["trainer.epochs=1"], tmp_path)
+    assert record["status"] == "failed" and "model.keras" in record["error"]
+    assert json.loads((tmp_path / RECORD).read_text())["status"] == "failed"
+
+
 def test_a_job_that_raises_is_recorded_failed_with_type_and_message(tmp_path: Path) -> None:
     record = _job([*FIT, "model.activation=nosuch"], tmp_path)
     assert record["status"] == "failed"
@@ -126,6 +133,23 @@ def test_a_record_moved_by_a_changed_grid_is_copied_from_its_sibling_dir(tmp_pat
     on_disk = json.loads((sweep_dir / "0" / RECORD).read_text())
     assert on_disk["output_dir"] == str(sweep_dir / "0") and on_disk["ari"] == done["ari"]
     assert (sweep_dir / "0" / "centers.npy").read_bytes() == (sweep_dir / "3" / "centers.npy").read_bytes()
+
+
+def test_a_stop_signal_that_a_library_swallowed_still_stops_the_next_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sweep.app
+
+    monkeypatch.setattr(sweep.app, "_stopped_by", None)
+    previous = signal.signal(signal.SIGTERM, sweep.app._interrupt)
+    try:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # interrupted at once by the handler's KeyboardInterrupt
+        except BaseException:  # noqa: BLE001,S110  what a bare ``except:`` in a library does with it
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        sweep.app.stop_if_asked()  # what every job does first
 
 
 @pytest.mark.slow
