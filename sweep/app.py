@@ -14,6 +14,7 @@ set-up has bare ``except:`` clauses) cannot make the sweep run on.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import signal
@@ -79,9 +80,23 @@ def stop_if_asked() -> None:
 
 
 def main() -> None:
-    """The console entry point: :func:`run` with SIGTERM handled like Ctrl-C, and a one-line message when interrupted."""
+    """The console entry point: :func:`run` with SIGTERM handled like Ctrl-C, and a one-line message when interrupted.
+
+    The process is about to exit when it returns, so it leaves the garbage collector off
+    with every object frozen: the interpreter's final collections over Hydra's, pandas' and
+    scikit-learn's ~1M objects cost 0.4 s and free nothing the exit would not.
+    """
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+    try:
+        _run_until_stopped()
+    finally:
+        gc.disable()
+        gc.freeze()
+
+
+def _run_until_stopped() -> None:
+    """:func:`run`; when interrupted, one line saying how to resume, and exit ``128 + signal``."""
     try:
         run()
         stop_if_asked()
