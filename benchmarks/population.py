@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         hp = np.array([compiled.hyperparameters(cfg) for cfg in members], np.float32)
         shape = compiled.Shape.of(members[0], data.x.shape[1:], n_classes)
         population._population_graph.cache_clear()
-        graph = population._population_graph(shape, size, *(bool(hp[:, k].any()) for k in (3, 1, 2)))  # dropout, l1, l2
+        flags = (bool(hp[:, k].any()) for k in (3, 1, 2))  # dropout, l1, l2
+        graph = population._population_graph(shape, size, *flags, compiled.Rule.of(members[0]))
         start = time.perf_counter()
         graph.get_concrete_function()
         trace_s = time.perf_counter() - start

@@ -32,3 +32,13 @@ def test_quick_benchmark_appends_a_row(tmp_path: Path) -> None:
         assert float(row[key]) > 0, key
     for key in ("W1_loop_acc", "W1_tuner_acc", "W1_sweep_acc", "W2_loop_acc", "W2_sweep_acc"):
         assert 0.7 < float(row[key]) <= 1.0, (key, row[key])
+
+
+@pytest.mark.slow
+def test_the_population_size_benchmark_runs_and_its_members_match_their_ordinary_runs() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.population", "--sizes", "1", "5"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("M=")]
+    assert len(rows) == 2 and all(line.endswith("largest per-config accuracy gap 0.000 points") for line in rows)
