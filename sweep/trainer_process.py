@@ -193,7 +193,7 @@ class TrainerProcess:
             self._ran[key] = payload
             del self._delegated[key]
         elif kind == "job failed":
-            log.warning("the trainer process could not run job %s; it runs here\n%s", key, payload)
+            log.warning("the trainer process could not record the launch's job %s; it runs here\n%s", key, payload)
             del self._delegated[key]
         else:
             log.warning("population of %d jobs failed; they run one by one\n%s", *payload)
@@ -223,14 +223,14 @@ def _serve(conn: Connection, parent_conn: Connection, job: Callable[[Any], Any] 
         _, population, (cfgs, launcher, max_population, checked, jobs, stage) = request
         try:
             results, elapsed = train_population(cfgs, launcher, max_population, checked)
-        except Exception:  # noqa: BLE001  reported to the parent, whose jobs then train on their own
+            conn.send(("trained", population, (len(cfgs), elapsed)))
+            for config, fits in enumerate(results):  # the parent's first: it is waiting for them
+                if config not in jobs:
+                    _stage(fits, Path(stage) / str(config))
+                    conn.send(("fits", population, (config, fits)))
+        except Exception:  # noqa: BLE001  reported to the parent, whose jobs without results then train on their own
             conn.send(("failed", population, (len(cfgs), traceback.format_exc())))
             continue
-        conn.send(("trained", population, (len(cfgs), elapsed)))
-        for config, fits in enumerate(results):  # the parent's first: it is waiting for them
-            if config not in jobs:
-                _stage(fits, Path(stage) / str(config))
-                conn.send(("fits", population, (config, fits)))
         for config, (key, fingerprint, argument) in jobs.items():
             _run(conn, job, key, fingerprint, results[config], argument)
 
