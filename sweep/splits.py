@@ -24,12 +24,24 @@ class Fold:
     val: np.ndarray
 
 
+#: The fewest rows a validation set may have: fewer score in steps too coarse to rank configs by.
+MIN_VALIDATION_ROWS = 10
+
+
 def holdout(n_rows: int, size: float, shuffle: bool = True, seed: int = 0) -> Fold:
-    """Hold out ``size`` rows (a fraction if < 1, else a count); unshuffled, the last rows are held out."""
+    """Hold out ``size`` rows (a fraction if < 1, else a count); unshuffled, the last rows are held out.
+
+    ``size`` 1 is refused: as a fraction it holds out everything, as a count one row.
+    """
+    key = f"validation.size={float(size)!r}"
+    if size == 1:
+        raise SweepConfigError(f"{key}: a fraction must be in (0, 1); a row count must be >= {MIN_VALIDATION_ROWS}")
     n_val = int(round(size * n_rows)) if size < 1 else int(size)
-    if not 1 <= n_val < n_rows:
+    if not n_val < n_rows:
+        raise SweepConfigError(f"{key}: holds out {n_val} of {n_rows} rows; it must leave at least one row on each side")
+    if n_val < MIN_VALIDATION_ROWS:
         raise SweepConfigError(
-            f"validation.size={size!r}: holds out {n_val} of {n_rows} rows; it must leave at least one row on each side"
+            f"{key}: holds out {n_val} of {n_rows} rows; a validation set needs at least {MIN_VALIDATION_ROWS}"
         )
     order = np.random.default_rng(seed).permutation(n_rows) if shuffle else np.arange(n_rows)
     return Fold(None, np.sort(order[: n_rows - n_val]), np.sort(order[n_rows - n_val :]))
@@ -37,8 +49,11 @@ def holdout(n_rows: int, size: float, shuffle: bool = True, seed: int = 0) -> Fo
 
 def kfold(y: np.ndarray, n_splits: int, shuffle: bool = True, seed: int = 0, stratified: bool = False) -> list[Fold]:
     """All ``n_splits`` folds, from scikit-learn's ``KFold`` or ``StratifiedKFold``."""
-    if n_splits > len(y):
-        raise SweepConfigError(f"validation.n_splits={n_splits}: more folds than the {len(y)} rows")
+    if len(y) // n_splits < MIN_VALIDATION_ROWS:
+        raise SweepConfigError(
+            f"validation.n_splits={n_splits}: {len(y)} rows make folds of {len(y) // n_splits} rows; "
+            f"a validation set needs at least {MIN_VALIDATION_ROWS}"
+        )
     from sklearn.model_selection import KFold, StratifiedKFold
 
     splitter_class = StratifiedKFold if stratified else KFold

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import sweep
 from conftest import compose_config
 from sweep.config import SweepConfigError
 from sweep.data import load_dataset
+from sweep.run import check
 from sweep.splits import holdout, kfold, make_folds
 
 
@@ -73,3 +75,25 @@ def test_the_test_split_is_fixed_by_its_own_seed_not_the_training_seed() -> None
     c = load_dataset(compose_config("dataset.split_seed=5").dataset)
     assert np.array_equal(a.y_test, b.y_test) and np.array_equal(a.x_test, b.x_test)
     assert not np.array_equal(a.x_test, c.x_test)
+
+
+def test_a_validation_size_of_one_is_refused_not_read_as_one_row() -> None:
+    for size in (1, 1.0):
+        with pytest.raises(SweepConfigError) as caught:
+            holdout(1000, size)
+        assert str(caught.value) == "validation.size=1.0: a fraction must be in (0, 1); a row count must be >= 10"
+    with pytest.raises(SweepConfigError, match=r"^validation\.size=1\.0: a fraction"):
+        check(sweep.compose("validation.size=1.0"))
+
+
+@pytest.mark.parametrize(("n_rows", "size", "n_val"), [(100, 0.05, 5), (1000, 9, 9), (1000, 0.001, 1)])
+def test_a_holdout_of_fewer_than_10_rows_is_refused(n_rows: int, size: float, n_val: int) -> None:
+    with pytest.raises(SweepConfigError, match=rf"^validation\.size={size}.*holds out {n_val} of {n_rows} rows.*at least 10"):
+        holdout(n_rows, size)
+    assert len(holdout(n_rows, 10).val) == 10
+
+
+def test_folds_of_fewer_than_10_rows_are_refused() -> None:
+    with pytest.raises(SweepConfigError, match=r"^validation\.n_splits=5: .*49 rows.*9 rows.*at least 10"):
+        kfold(np.arange(49) % 2, 5)
+    assert min(len(f.val) for f in kfold(np.arange(50) % 2, 5)) == 10
