@@ -4,11 +4,17 @@ A loader is any function returning :class:`Arrays`; ``dataset._target_`` names i
 every other key of the ``dataset`` node except ``name``, ``test_size``, ``stratify``
 and ``split_seed`` is passed to it. Loaders that ship a test split of their own
 (the Keras ``.npz`` files) keep it; the others get one cut by ``test_size``.
+
+Nothing a sweep sees depends on the test rows: the inputs are scaled by the non-test
+rows alone, and labels (any whole numbers or strings) become class indices 0..K-1 in
+sorted order, the original labels kept on the :class:`Dataset`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +26,8 @@ from omegaconf import DictConfig, OmegaConf
 from sweep.config import SweepConfigError, build
 
 SPLIT_KEYS = ("test_size", "stratify", "split_seed")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,13 +43,20 @@ class Arrays:
 
 @dataclass(frozen=True)
 class Dataset:
-    """The rows a sweep may use (``x``, ``y``) and the test rows it never sees."""
+    """The rows a sweep may use (``x``, ``y``) and the test rows it never sees.
+
+    ``y`` and ``y_test`` are class indices; ``classes[i]`` is the original label of class
+    ``i`` (``None``: the labels were already 0..K-1). ``stratified`` says whether the test
+    split was cut stratified on ``y`` (``None``: the loader shipped its own test split).
+    """
 
     name: str
     x: np.ndarray
     y: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    stratified: bool | None = None
+    classes: tuple[int | str, ...] | None = None
 
 
 # ------------------------------------------------------------------------- loaders
@@ -77,7 +92,7 @@ def keras_npz(filename: str, path: str | None = None) -> Arrays:
 
 
 def npz(path: str) -> Arrays:
-    """A user's ``.npz`` file with arrays ``x`` (inputs, any shape after the row axis) and ``y`` (int labels)."""
+    """A user's ``.npz`` file with arrays ``x`` (inputs, any shape after the row axis) and ``y`` (class labels)."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise SweepConfigError(f"dataset.path: no file at {file}")
@@ -130,12 +145,59 @@ def _checked(x: np.ndarray, y: np.ndarray, source: str, part: str) -> tuple[np.n
         raise SweepConfigError(f"dataset: {source}: {part} x has {len(x)} rows but y has {len(y)}")
     if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
         raise SweepConfigError(f"dataset: {source}: {part} x contains NaN, inf or non-numbers")
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.issubdtype(y.dtype, np.number) or not np.isfinite(y).all() or (y != np.round(y)).any():
-            raise SweepConfigError(f"dataset: {source}: {part} y must hold integer class labels")
-    if (y < 0).any():
-        raise SweepConfigError(f"dataset: {source}: {part} y has negative labels; use 0..n_classes-1")
-    return x, y.astype("int64")
+    return x, _labels(y, f"dataset: {source}: {part} y")
+
+
+def _labels(y: np.ndarray, where: str) -> np.ndarray:
+    """``y`` as int64 (whole numbers) or str labels; NaN, fractions and other objects are refused."""
+    if y.dtype.kind in "US" or (y.dtype == object and all(isinstance(label, str) for label in y)):
+        return y.astype(str)
+    if y.dtype.kind in "iub":
+        return y.astype("int64")
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        raise SweepConfigError(f"{where} has NaN labels")
+    if y.dtype.kind != "f" or not np.isfinite(y).all() or (y != np.round(y)).any():
+        raise SweepConfigError(f"{where} must hold class labels: whole numbers or strings")
+    return y.astype("int64")
+
+
+def _encoded(y: np.ndarray, y_test: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+    """``y`` and ``y_test`` as class indices, one mapping for both (sorted labels), and the labels (``None`` if 0..K-1).
+
+    A test label absent from ``y`` would be a class no model trains on, so it is refused.
+    """
+    if y.dtype.kind != y_test.dtype.kind:
+        kinds = {"i": "numbers", "U": "strings"}
+        raise SweepConfigError(
+            f"dataset: {source}: training labels are {kinds[y.dtype.kind]} but test labels {kinds[y_test.dtype.kind]}"
+        )
+    unseen = np.setdiff1d(y_test, y)
+    if len(unseen):
+        raise SweepConfigError(
+            f"dataset: {source}: test label(s) {', '.join(map(str, unseen[:10]))} not among the training labels; "
+            f"a model cannot learn them"
+        )
+    labels, codes = np.unique(np.concatenate([y, y_test]), return_inverse=True)
+    already = labels.dtype.kind == "i" and np.array_equal(labels, np.arange(len(labels)))
+    classes = None if already else tuple(label.item() for label in labels)
+    return codes[: len(y)], codes[len(y) :], classes
+
+
+def _stratifiable(y: np.ndarray, test_size: float, source: str) -> bool:
+    """Whether a test split of ``test_size`` can hold every label present in ``y`` in proportion; if not, a warning says why."""
+    labels, counts = np.unique(y, return_counts=True)
+    if (counts < 2).any():
+        single = ", ".join(map(str, labels[counts < 2][:10]))
+        log.warning("dataset %s: class(es) %s have a single row; the test split is not stratified", source, single)
+        return False
+    n_test = math.ceil(test_size * len(y))  # as train_test_split counts
+    if min(n_test, len(y) - n_test) < len(labels):
+        log.warning(
+            "dataset %s: %d classes do not fit in %d test and %d other rows; the test split is not stratified",
+            source, len(labels), n_test, len(y) - n_test,
+        )  # fmt: skip
+        return False
+    return True
 
 
 def _unit_scaler(x: np.ndarray) -> tuple[float, float]:
@@ -166,23 +228,36 @@ def load_dataset(cfg: DictConfig) -> Dataset:
 @lru_cache(maxsize=4)
 def _load(key: str) -> Dataset:
     cfg = OmegaConf.create(json.loads(key))
-    arrays: Arrays = build(cfg, reserved=SPLIT_KEYS)
+    arrays = _built(cfg)
     source = arrays.source or cfg.name
     x, y = _checked(arrays.x, arrays.y, source, "training")
     if len(np.unique(y)) < 2:
         raise SweepConfigError(f"dataset: {source}: y has a single class; at least two are needed")
-    offset, scale = _unit_scaler(x)
     if arrays.x_test is not None and arrays.y_test is not None:
         x_test, y_test = _checked(arrays.x_test, arrays.y_test, source, "test")
+        stratified = None
     else:
         from sklearn.model_selection import train_test_split
 
+        stratified = bool(cfg.stratify) and _stratifiable(y, cfg.test_size, source)
         rows = np.arange(len(y))
-        stratify = y if cfg.stratify and np.bincount(y).min() >= 2 else None
-        dev, test = train_test_split(rows, test_size=cfg.test_size, stratify=stratify, random_state=cfg.split_seed)
+        dev, test = train_test_split(rows, test_size=cfg.test_size, stratify=y if stratified else None, random_state=cfg.split_seed)
         x, y, x_test, y_test = x[dev], y[dev], x[test], y[test]
+    y, y_test, classes = _encoded(y, y_test, source)
+    offset, scale = _unit_scaler(x)  # the sweep's rows alone: test rows move nothing the sweep sees
 
     def unit(a: np.ndarray) -> np.ndarray:
         return _frozen((a.astype("float64") - offset) / scale, "float32")
 
-    return Dataset(cfg.name, unit(x), _frozen(y, "int64"), unit(x_test), _frozen(y_test, "int64"))
+    y, y_test = _frozen(y, "int64"), _frozen(y_test, "int64")
+    return Dataset(cfg.name, unit(x), y, unit(x_test), y_test, stratified=stratified, classes=classes)
+
+
+def _built(cfg: DictConfig) -> Arrays:
+    """What ``cfg._target_`` returns, refused in one line naming the loader unless it is :class:`Arrays`."""
+    arrays = build(cfg, reserved=SPLIT_KEYS)
+    if not isinstance(arrays, Arrays):
+        raise SweepConfigError(
+            f"dataset._target_={cfg._target_} returned {type(arrays).__name__}; expected sweep.data.Arrays(x, y)"
+        )
+    return arrays

@@ -63,3 +63,120 @@ def test_a_users_npz_with_x_and_y(tmp_path: Path) -> None:
 def test_synthetic_data_sized_by_config() -> None:
     data = load_dataset(compose_config("dataset=synthetic", "dataset.n_samples=250", "dataset.n_features=6").dataset)
     assert data.x.shape == (200, 6) and len(data.x_test) == 50
+
+
+# ----------------------------------------------------------------- the test split's strata
+
+
+def load_npz(path: Path, **arrays: np.ndarray):
+    """Write ``arrays`` to ``path`` and load it as ``dataset=npz`` (or ``dataset=mnist`` for a Keras-format file)."""
+    np.savez(path, **arrays)
+    preset = "mnist" if "x_train" in arrays else "npz"
+    return load_dataset(compose_config(f"dataset={preset}", f"dataset.path={path}").dataset)
+
+
+def test_the_test_split_is_stratified_on_the_labels_present(tmp_path: Path) -> None:
+    y = np.array([0] * 70 + [2] * 30)  # no label 1
+    data = load_npz(tmp_path / "gap.npz", x=np.arange(100.0)[:, None], y=y)
+    assert data.stratified is True
+    assert np.bincount(data.y_test).tolist() == [14, 6]  # 70% and 30% of 20 rows (labels 0 and 2, as 0 and 1)
+
+
+def test_a_class_of_one_row_cannot_be_stratified_and_the_dataset_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    y = np.array([0] * 50 + [1] * 49 + [7])
+    with caplog.at_level("WARNING", logger="sweep.data"):
+        data = load_npz(tmp_path / "single.npz", x=np.arange(100.0)[:, None], y=y)
+    assert data.stratified is False and len(data.y_test) == 20
+    assert any("7" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_a_test_split_too_small_for_every_class_is_cut_unstratified(tmp_path: Path) -> None:
+    y = np.arange(30) % 5  # 5 classes, but 10% of 30 rows is 3 test rows
+    np.savez(tmp_path / "small.npz", x=np.arange(30.0)[:, None], y=y)
+    data = load_dataset(compose_config("dataset=npz", f"dataset.path={tmp_path / 'small.npz'}", "dataset.test_size=0.1").dataset)
+    assert data.stratified is False and len(data.y_test) == 3
+
+
+def test_a_loader_with_its_own_test_split_is_neither_stratified_nor_not(tmp_path: Path) -> None:
+    write_keras_npz(tmp_path / "own.npz")
+    data = load_dataset(compose_config("dataset=mnist", f"dataset.path={tmp_path / 'own.npz'}").dataset)
+    assert data.stratified is None
+
+
+# ------------------------------------------------------------------------------- labels
+
+
+LABELS = {
+    "1..10": list(range(1, 11)),
+    "hundreds": list(range(0, 1000, 100)),
+    "strings": ["cat", "dog", "emu"],
+    "whole floats": [1.0, 2.0, 3.0],
+    "negative": [-1, 1],
+}
+
+
+@pytest.mark.parametrize("labels", LABELS.values(), ids=LABELS.keys())
+def test_labels_become_class_indices_in_sorted_order_and_the_dataset_keeps_them(tmp_path: Path, labels: list) -> None:
+    k = np.arange(120) % len(labels)  # row i has label labels[k[i]] and every input equal to k[i]
+    x = np.repeat(k[:, None].astype("float32"), 3, axis=1)
+    data = load_npz(tmp_path / "labels.npz", x=x, y=np.array(labels)[k])
+    assert data.classes == tuple(labels) and all(type(c) in (int, str) for c in data.classes)  # JSON-friendly
+    for inputs, y in ((data.x, data.y), (data.x_test, data.y_test)):
+        np.testing.assert_array_equal(y, np.round(inputs[:, 0] * (len(labels) - 1)))
+
+
+def test_labels_already_0_to_k_minus_1_are_kept_without_a_mapping() -> None:
+    data = load_dataset(compose_config().dataset)
+    assert data.classes is None and sorted(set(data.y)) == list(range(10))
+
+
+def test_a_test_label_never_seen_in_training_is_refused_naming_it(tmp_path: Path) -> None:
+    x = np.zeros((40, 4), "uint8")
+    with pytest.raises(SweepConfigError, match=r"own\.npz.*test label\(s\) 7 .*not among the training labels"):
+        load_npz(tmp_path / "own.npz", x_train=x, y_train=np.arange(40) % 3, x_test=x[:10], y_test=np.array([0, 1, 2, 7] * 2 + [0, 1]))
+
+
+def test_string_training_labels_with_numeric_test_labels_are_refused(tmp_path: Path) -> None:
+    x = np.zeros((40, 4), "uint8")
+    with pytest.raises(SweepConfigError, match=r"mixed\.npz: training labels are strings but test labels numbers"):
+        load_npz(tmp_path / "mixed.npz", x_train=x, y_train=np.array(["a", "b"] * 20), x_test=x[:4], y_test=np.arange(4) % 2)
+
+
+@pytest.mark.parametrize(("y", "phrase"), [([0.0, 1.0, np.nan, 1.0], "NaN"), ([0.0, 0.5, 1.0, 1.0], "class labels")], ids=["nan", "fraction"])
+def test_labels_that_are_not_classes_are_refused_naming_the_file(tmp_path: Path, y: list, phrase: str) -> None:
+    file = tmp_path / "bad_labels.npz"
+    with pytest.raises(SweepConfigError, match=phrase) as caught:
+        load_npz(file, x=np.zeros((40, 2)), y=np.array(y * 10))
+    assert str(file) in str(caught.value)
+
+
+# ---------------------------------------------------------------------- users' loaders
+
+
+def returns_tuple():
+    return np.zeros((10, 2)), np.arange(10) % 2
+
+
+def returns_dataframe():
+    import pandas as pd
+
+    return pd.DataFrame({"a": range(10), "y": np.arange(10) % 2})
+
+
+def returns_none():
+    return None
+
+
+def returns_dict():
+    return {"x": np.zeros((10, 2)), "y": np.arange(10) % 2}
+
+
+@pytest.mark.parametrize(
+    ("loader", "kind"),
+    [(returns_tuple, "tuple"), (returns_dataframe, "DataFrame"), (returns_none, "NoneType"), (returns_dict, "dict")],
+)
+def test_a_loader_returning_something_else_than_arrays_is_refused_naming_it(loader, kind: str) -> None:
+    target = f"test_data.{loader.__name__}"
+    with pytest.raises(SweepConfigError) as caught:
+        load_dataset(compose_config(f"dataset._target_={target}").dataset)
+    assert str(caught.value) == f"dataset._target_={target} returned {kind}; expected sweep.data.Arrays(x, y)"
