@@ -125,6 +125,17 @@ def test_labels_become_class_indices_in_sorted_order_and_the_dataset_keeps_them(
         np.testing.assert_array_equal(y, np.round(inputs[:, 0] * (len(labels) - 1)))
 
 
+def test_a_dataset_with_string_labels_trains(tmp_path: Path) -> None:
+    from sweep.run import Job, run_job
+
+    k = np.arange(150) % 3
+    x = np.random.default_rng(0).normal(size=(150, 4)) + k[:, None]
+    np.savez(tmp_path / "animals.npz", x=x, y=np.array(["cat", "dog", "emu"])[k])
+    cfg = compose_config("dataset=npz", f"dataset.path={tmp_path / 'animals.npz'}", "trainer.epochs=1", "trainer.save_model=false")
+    record = run_job(cfg, Job(tmp_path / "run"))
+    assert record["status"] == "completed" and 0 <= record["val_accuracy"] <= 1
+
+
 def test_labels_already_0_to_k_minus_1_are_kept_without_a_mapping() -> None:
     data = load_dataset(compose_config().dataset)
     assert data.classes is None and sorted(set(data.y)) == list(range(10))
