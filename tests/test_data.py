@@ -1,4 +1,4 @@
-"""Datasets: digits is bundled, Keras-format files are read from disk (never downloaded), inputs land in [0, 1]."""
+"""Datasets: digits is bundled, Keras-format files are read from disk (never downloaded), inputs are scaled by the sweep's rows, labels become class indices."""
 
 from __future__ import annotations
 
