@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from sweep.backend import keras
+from sweep.config import SweepConfigError
 
 
 def _penalty(l1: float, l2: float):
@@ -75,3 +78,29 @@ def cnn(
         x = layers.MaxPooling2D(2, padding="same")(x)
     x = layers.Flatten()(x)
     return keras().Model(inputs, _dense_head(x, hidden_units, activation, n_classes, l1, l2, dropout), name="cnn")
+
+
+def checked(model, target: str, input_shape: Sequence[int], n_classes: int):
+    """``model``, built by ``model._target_=target``, if it keeps the builder's contract; else a :class:`SweepConfigError` saying what was expected.
+
+    A user's model is called once on a row of zeros: its output must be one row of
+    ``n_classes`` probabilities (>= 0, summing to 1), whatever kind of model it is (functional,
+    a ``Sequential`` not built yet, subclassed). The package's own builders keep the contract
+    (tests check them), so their models skip the call and cost nothing more.
+    """
+    expected = f"expected a keras.Model ending in a softmax over {n_classes} classes"
+    if not isinstance(model, keras().Model):
+        raise SweepConfigError(f"model._target_={target} returned {type(model).__name__}; {expected}")
+    if target.startswith(f"{__name__}."):
+        return model
+    out = model(np.zeros((1, *input_shape), np.float32), training=False)
+    shape = tuple(getattr(out, "shape", ()))
+    if len(shape) != 2:
+        got = f"rows of shape {shape[1:]}" if shape else f"a {type(out).__name__}"
+        raise SweepConfigError(f"model._target_={target} outputs {got}; {expected}")
+    if shape[1] != n_classes:
+        raise SweepConfigError(f"model._target_={target} outputs {shape[1]} values per row; the data has {n_classes} classes")
+    probabilities = np.asarray(out, np.float64)
+    if probabilities.min() < 0 or abs(probabilities.sum() - 1.0) > 1e-3:
+        raise SweepConfigError(f"model._target_={target} outputs values that are not probabilities; {expected}")
+    return model

@@ -15,10 +15,11 @@ its own optimizer state and step count. The optimizer is one
 momentum, Nesterov, rho) are in the group key, shared by all members. Weights are stacked along a leading member axis and every step is
 one batched matmul per layer; the loss summed over members keeps each member's gradient
 its own. A member past its last step of an epoch (folds differ by a row) does not update;
-a member whose epoch loss is NaN/inf is frozen there and recorded as diverged while the
-others go on. The graph is traced once per (shape, population size, whether any member
-has dropout, an L1 or an L2 penalty, the optimizer's update rule) and kept for the process;
-larger groups are trained in chunks of ``max_population``.
+a member whose epoch loss is NaN/inf is frozen there while the others go on. A member's
+history is judged as its ordinary run's is (:func:`sweep.tasks.exploded`), so it is
+recorded diverged exactly when that run would be. The graph is traced once per (shape,
+population size, whether any member has dropout, an L1 or an L2 penalty, the optimizer's
+update rule) and kept for the process; larger groups are trained in chunks of ``max_population``.
 """
 
 from __future__ import annotations
@@ -79,10 +80,11 @@ def fit_population(
     """For each config, what :func:`sweep.run._fit_folds` returns for it: ``[(fold index, Fitted), ...]``.
 
     All ``cfgs`` must share one :func:`group_key`; at most ``max_population`` members
-    (config x fold) train at a time. A member's ``fit_time_s`` is its chunk's wall time
-    divided by the chunk's size. As in ``_fit_folds``, a config's folds after its first
-    diverged one are left out. ``checked``, each config's :func:`sweep.run.check` (its
-    dataset and folds) when the caller has it, saves loading them again.
+    (config x fold) train at a time. A member's ``trained_by`` is ``"population of N"``, N its
+    chunk's size, and its ``fit_time_s`` the chunk's wall time (the graph's tracing on first
+    use included) divided equally among the N. As in ``_fit_folds``, a config's folds after
+    its first diverged one are left out. ``checked``, each config's :func:`sweep.run.check`
+    (its dataset and folds) when the caller has it, saves loading them again.
     """
     from sweep.backend import keras
     from sweep.run import check
@@ -159,7 +161,7 @@ def _fit_chunk(cfgs: Sequence[DictConfig], chunk: list[Member], data: Dataset, n
     fits = []
     for i, member_cfg in enumerate(member_cfgs):
         state = compiled.TrainedState([w[i] for w in weights], [[s[i] for s in slot] for slot in slots], int(iterations[i]))
-        fitted = compiled.fitted(member_cfg, history[: ran[i], i], state, input_shape, n_classes)
+        fitted = compiled.fitted(member_cfg, history[: ran[i], i], state, input_shape, n_classes, f"population of {len(chunk)}")
         fitted.metrics["fit_time_s"] = per_member
         fits.append(fitted)
     return fits

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from conftest import compose_config
 from sweep.backend import keras
+from sweep.config import SweepConfigError
 from sweep.tasks.classify import build_model
 
 
@@ -72,3 +74,23 @@ def test_a_users_own_builder_plugs_in_through_target() -> None:
     custom_builders.BUILT.clear()
     model = build_model(compose_config("model._target_=custom_builders.recorded_mlp"), (8, 8), 10)
     assert custom_builders.BUILT[0][0] is model and isinstance(model, keras().Model)
+
+
+@pytest.mark.parametrize(
+    ("builder", "message"),
+    [
+        ("returns_none", "returned NoneType; expected a keras.Model ending in a softmax over 10 classes"),
+        ("three_classes", "outputs 3 values per row; the data has 10 classes"),
+        ("logits", "outputs values that are not probabilities; expected a keras.Model ending in a softmax over 10 classes"),
+    ],
+)
+def test_a_builder_that_breaks_the_contract_is_named_with_what_was_expected(builder: str, message: str) -> None:
+    cfg = compose_config(f"model._target_=custom_builders.{builder}")
+    with pytest.raises(SweepConfigError) as raised:
+        build_model(cfg, (8, 8), 10)
+    assert str(raised.value) == f"model._target_=custom_builders.{builder} {message}"
+
+
+def test_a_builder_may_return_a_sequential_model_that_is_not_built_yet() -> None:
+    model = build_model(compose_config("model._target_=custom_builders.sequential"), (8, 8), 10)
+    assert model.predict(np.zeros((2, 8, 8)), verbose=0).shape == (2, 10)

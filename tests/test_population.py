@@ -10,7 +10,7 @@ import pytest
 from conftest import compose_config
 from sweep.population import fit_population, group_key
 from sweep.run import _fit_folds, check
-from sweep.tasks import Fitted
+from sweep.tasks import LOSS_BOUND, Fitted
 from sweep.tasks.compiled import COLUMNS
 
 KFOLD = ("trainer.epochs=2", "trainer.save_model=false", "validation=kfold")
@@ -74,6 +74,24 @@ def test_each_member_of_a_mixed_population_matches_its_own_run_and_a_diverging_o
     # chunks of two members train the same numbers as one population of eight
     for runs, chunked in zip(population, fit_population(cfgs, max_population=2)):
         _assert_same_runs(chunked, runs, tol=1e-5)
+
+
+def test_a_member_whose_loss_explodes_is_diverged_and_keeps_no_model() -> None:
+    # save_model stays on: the healthy member keeps its model, the exploding one none
+    cfgs = [compose_config("trainer.epochs=1", "validation=kfold", "validation.fold=0", "optimizer=sgd", f"optimizer.lr={lr}") for lr in (0.05, 10)]
+    [[(_, healthy)], [(_, exploding)]] = fit_population(cfgs)
+    assert not healthy.diverged and "model.keras" in healthy.artifacts
+    assert exploding.diverged and exploding.artifacts == {} and exploding.history[0]["loss"] > LOSS_BOUND
+
+
+def test_members_say_they_trained_as_a_population_and_share_its_time_equally() -> None:
+    cfgs = [compose_config(*KFOLD, "validation.fold=0", f"seed={seed}") for seed in (0, 1, 2)]
+    fits = [runs[0][1] for runs in fit_population(cfgs)]
+    assert [fit.trained_by for fit in fits] == ["population of 3"] * 3
+    assert len({fit.metrics["fit_time_s"] for fit in fits}) == 1
+    assert all(fit.metrics["restored_epoch"] == fit.metrics["epochs_run"] == 2 for fit in fits)
+    chunked = [runs[0][1] for runs in fit_population(cfgs, max_population=2)]
+    assert [fit.trained_by for fit in chunked] == ["population of 2", "population of 2", "population of 1"]
 
 
 def test_members_differ_when_their_hyperparameters_do() -> None:

@@ -53,7 +53,7 @@ def test_with_early_stopping_the_record_describes_the_model_it_keeps(tmp_path: P
     history = np.genfromtxt(tmp_path / "history.csv", delimiter=",", names=True)
     restored = int(np.argmin(history["val_loss"]))
     assert (record["epochs_run"] < epochs) == stops_early and restored < record["epochs_run"] - 1
-    assert record["val_loss"] == pytest.approx(history["val_loss"][restored])
+    assert record["val_loss"] == pytest.approx(history["val_loss"][restored]) and record["restored_epoch"] == restored + 1
 
     assert _saved_model_accuracy(tmp_path, cfg) == pytest.approx(record["val_accuracy"], abs=1e-6)
 

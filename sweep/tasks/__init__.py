@@ -7,6 +7,7 @@ config and one fold's rows, and returns a :class:`Fitted`. ``task.name`` picks i
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,12 +23,47 @@ class Fitted:
 
     ``artifacts`` maps a file name (``model.keras``) to a function that writes the
     artifact to the path it is given; the caller picks the path and makes it atomic.
+    ``diverged``: the loss went NaN/inf or exploded (:func:`exploded`); such a fit has no artifacts.
+    ``trained_by`` says which code trained it: ``"model.fit"`` (Keras' own loop),
+    ``"graph"`` (the reused graph of :mod:`sweep.tasks.compiled`), ``"population of N"``
+    (one of N members trained together in one batched graph by :mod:`sweep.population`;
+    its ``fit_time_s`` is then that graph's wall time divided equally among the N) or
+    ``"sklearn"`` (a scikit-learn estimator's ``fit``).
     """
 
     metrics: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
     artifacts: dict[str, Callable[[str], Any]] = field(default_factory=dict)
     diverged: bool = False
+    trained_by: str = "model.fit"
+
+
+#: A train loss above this is divergence, whatever the first epoch's was.
+LOSS_BOUND = 1e10
+#: A train loss above this many times the first epoch's is divergence.
+LOSS_GROWTH = 1e6
+
+
+def exploded(history: list[dict[str, float]]) -> bool:
+    """Whether a per-epoch ``history`` diverged: a NaN/inf ``loss`` or ``val_loss`` in any epoch, or a
+    finite train ``loss`` above :data:`LOSS_BOUND` or above :data:`LOSS_GROWTH` times the first epoch's.
+
+    The loss is the mean cross-entropy plus the L1/L2 penalty. A healthy fit's cross-entropy
+    stays within a few times ``log(n_classes)`` and its penalty shrinks from its initial
+    value as training goes, so neither bound is near: a mean cross-entropy of 1e10 takes
+    logits 1e10 apart, and a millionfold growth of the first epoch's mean (which includes
+    the untrained start) the same kind of blow-up. An exploding loss (SGD at lr 10 on
+    digits: ~1e11 in the first epoch, ~1e35 in the third) crosses them while still finite,
+    so it counts even when it never reaches inf. Only a penalty above 1e10 by itself (an L2
+    strength of ~1e8 on the tutorial MLP's initial weights) would count without a blow-up.
+    """
+    if not history:
+        return False
+    losses = [row.get("loss", math.nan) for row in history]
+    if not all(math.isfinite(value) for value in losses + [row.get("val_loss", 0.0) for row in history]):
+        return True
+    growth = LOSS_GROWTH * losses[0] if losses[0] > 0 else math.inf  # a first loss of 0 bounds nothing
+    return max(losses) > min(LOSS_BOUND, growth)
 
 
 def get_task(name: str) -> Callable[..., Fitted]:

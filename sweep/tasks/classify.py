@@ -10,13 +10,18 @@ from omegaconf import DictConfig
 
 from sweep.backend import keras, save_model
 from sweep.config import build
-from sweep.tasks import Fitted
+from sweep.models import checked
+from sweep.tasks import Fitted, exploded
 
 
 def build_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int):
-    """The compiled model that ``cfg.model``, ``cfg.regularizer`` and ``cfg.optimizer`` describe."""
+    """The compiled model that ``cfg.model``, ``cfg.regularizer`` and ``cfg.optimizer`` describe.
+
+    The builder's model is checked first (:func:`sweep.models.checked`), so a builder returning
+    the wrong thing is named in one line instead of failing inside ``compile`` or ``fit``.
+    """
     reg = cfg.regularizer
-    model = build(
+    built = build(
         cfg.model,
         input_shape=list(input_shape),
         n_classes=n_classes,
@@ -24,6 +29,7 @@ def build_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int):
         l2=reg.get("l2", 0.0),
         dropout=reg.get("dropout", 0.0),
     )
+    model = checked(built, cfg.model.get("_target_"), input_shape, n_classes)
     optimizer = build(cfg.optimizer, reserved=("lr",), learning_rate=cfg.optimizer.lr)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
@@ -34,7 +40,9 @@ def classify(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: n
 
     Metrics come from the last epoch, or from the best one when early stopping restored
     its weights: ``train_loss``/``train_accuracy`` (epoch averages, as Keras reports them),
-    ``val_loss``/``val_accuracy``, ``best_val_accuracy``, ``best_epoch`` (1-based), ``epochs_run``.
+    ``val_loss``/``val_accuracy``, ``best_val_accuracy``, ``best_epoch`` (1-based, the best
+    ``val_accuracy``), ``epochs_run`` and ``restored_epoch`` (1-based, the epoch whose weights
+    the model holds). A fit whose loss diverged (:func:`sweep.tasks.exploded`) keeps no model.
 
     The tutorial's MLP with Adam, SGD or RMSprop (:func:`sweep.tasks.compiled.supports`) runs the same
     math on a graph traced once per process and reused by every job (``sweep.tasks.compiled``).
@@ -72,18 +80,22 @@ def fit_keras(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: 
         {"epoch": epoch, **dict(zip(fit.history, map(float, values)))}
         for epoch, values in enumerate(zip(*fit.history.values()), start=1)
     ]
-    diverged = not all(math.isfinite(row.get("loss", math.nan)) for row in history)
     # Keras 3 restores the best epoch's weights at the end of training, stopped early or not
     restored = callbacks[-1].best_epoch if patience is not None and callbacks[-1].best_weights is not None else None
-    artifacts = {"model.keras": partial(save_model, model)} if trainer.save_model and not diverged else {}
-    return summarize(history, restored, artifacts, diverged)
+    artifacts = {"model.keras": partial(save_model, model)} if trainer.save_model else {}
+    return summarize(history, restored, artifacts, trained_by="model.fit")
 
 
-def summarize(history: list[dict[str, float]], restored: int | None, artifacts: dict, diverged: bool) -> Fitted:
-    """The :class:`Fitted` of a per-epoch ``history``: metrics of the last epoch, or of epoch ``restored`` (0-based) whose weights the model holds."""
+def summarize(history: list[dict[str, float]], restored: int | None, artifacts: dict, trained_by: str) -> Fitted:
+    """The :class:`Fitted` of a per-epoch ``history``: metrics of the last epoch, or of epoch ``restored`` (0-based) whose weights the model holds.
+
+    Whether it diverged is decided here, for every training path (:func:`sweep.tasks.exploded`);
+    a diverged fit's ``artifacts`` are dropped, so its model is never written.
+    """
     val_acc = [row.get("val_accuracy", math.nan) for row in history]
     best = int(np.nanargmax(val_acc)) if not np.isnan(val_acc).all() else len(history) - 1
-    final = history[-1] if restored is None else history[restored]
+    kept = len(history) - 1 if restored is None else restored
+    final = history[kept]
     metrics = {
         "train_loss": final.get("loss", math.nan),
         "train_accuracy": final.get("accuracy", math.nan),
@@ -92,5 +104,7 @@ def summarize(history: list[dict[str, float]], restored: int | None, artifacts: 
         "best_val_accuracy": val_acc[best],
         "best_epoch": best + 1,
         "epochs_run": len(history),
+        "restored_epoch": kept + 1,
     }
-    return Fitted(metrics, history, artifacts, diverged)
+    diverged = exploded(history)
+    return Fitted(metrics, history, {} if diverged else artifacts, diverged, trained_by)

@@ -41,4 +41,4 @@ def cluster(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np
     train = cluster_scores(estimator, flat_train, y_train)
     metrics = cluster_scores(estimator, flat_val, y_val) | {f"train_{k}": v for k, v in train.items()}
     centers = estimator.cluster_centers_.reshape(-1, *x_train.shape[1:])
-    return Fitted(metrics, artifacts={"centers.npy": lambda path: np.save(path, centers)})
+    return Fitted(metrics, artifacts={"centers.npy": lambda path: np.save(path, centers)}, trained_by="sklearn")

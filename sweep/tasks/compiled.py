@@ -388,20 +388,21 @@ def classify(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: n
         np.int32(trainer_cfg.epochs),
         np.int32(trainer_cfg.batch_size),
     )
-    return fitted(cfg, rows, state, x_train.shape[1:], n_classes)
+    return fitted(cfg, rows, state, x_train.shape[1:], n_classes, trained_by="graph")
 
 
-def fitted(cfg: DictConfig, rows: np.ndarray, state: TrainedState, input_shape: tuple[int, ...], n_classes: int) -> Fitted:
+def fitted(
+    cfg: DictConfig, rows: np.ndarray, state: TrainedState, input_shape: tuple[int, ...], n_classes: int, trained_by: str
+) -> Fitted:
     """The :class:`Fitted` of a fit graph's history ``rows`` (one row of :data:`COLUMNS` per epoch run) and final ``state``."""
     from sweep.backend import save_model
     from sweep.tasks.classify import summarize
 
     history = [{"epoch": i, **dict(zip(COLUMNS, map(float, row)))} for i, row in enumerate(rows, start=1)]
-    diverged = not all(math.isfinite(row["loss"]) for row in history)
     artifacts = {}
-    if cfg.trainer.save_model and not diverged:
+    if cfg.trainer.save_model:
         artifacts["model.keras"] = lambda path: save_model(keras_model(cfg, input_shape, n_classes, state), path)
-    return summarize(history, restored=None, artifacts=artifacts, diverged=diverged)
+    return summarize(history, restored=None, artifacts=artifacts, trained_by=trained_by)
 
 
 def hyperparameters(cfg: DictConfig) -> list[float]:
