@@ -2,8 +2,9 @@
 
 Every YAML preset in ``conf/<group>/`` extends one of the dataclasses below (through
 ``defaults: [<name>_schema, _self_]``), so Hydra rejects unknown keys and wrong types
-while composing. :func:`validate` then checks ranges and cross-key rules before any
-work is done, raising :class:`SweepConfigError` with a message naming the key.
+while composing. :func:`validate` then checks what Hydra lets through (keys added with
+``+``), ``task.metric``, ranges and cross-key rules before any work is done, raising
+:class:`SweepConfigError` with a message naming the key.
 
 Groups whose nodes carry a ``_target_`` (``dataset``, ``model``, ``optimizer``) are
 built with :func:`build`: every key except the bookkeeping ones is passed to the
@@ -12,11 +13,14 @@ target, so a user can point ``_target_`` at their own function.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields, is_dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any, Collection, Optional
+from typing import Any, Callable, Collection, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.errors import InstantiationException
@@ -190,6 +194,25 @@ class Config:
     fail_on_error: bool = True  # a multirun exits non-zero when any run failed (diverged runs do not count)
 
 
+_CLUSTER_SCORES = ("inertia", "ari", "nmi", "silhouette")
+
+#: The metrics each task reports (``sweep.tasks.classify.summarize``, ``sweep.tasks.cluster``), by ``task.name``.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "classify": (
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "best_val_accuracy",
+        "best_epoch",
+        "epochs_run",
+        "restored_epoch",
+        "fit_time_s",
+    ),
+    "cluster": (*_CLUSTER_SCORES, *(f"train_{score}" for score in _CLUSTER_SCORES), "fit_time_s"),
+}
+
+
 SCHEMAS: dict[tuple[str | None, str], type] = {
     (None, "base_config"): Config,
     ("task", "task_schema"): TaskConfig,
@@ -230,29 +253,120 @@ def config_dir() -> str:
 
 # ------------------------------------------------------------------------ validation
 
+#: The groups of a run's config; a node a schema describes takes no key the schema lacks.
+GROUPS = ("task", "dataset", "model", "regularizer", "optimizer", "validation", "trainer")
+#: What Keras' EarlyStopping finds in the logs of a model compiled with ``metrics=["accuracy"]`` (sweep.tasks.classify).
+MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+#: NumPy's (and so scikit-learn's and Keras') largest seed.
+SEED_MAX = 2**32 - 1
+#: Keras' names for keys the schemas spell otherwise (sweep passes ``optimizer.lr`` as ``learning_rate``).
+KERAS_SPELLINGS = {"learning_rate": "lr"}
+_ABSENT = object()
+
+
+def _refused(key: str, value: Any, allowed: str) -> SweepConfigError:
+    return SweepConfigError(f"{key}={value!r}: {allowed}")
+
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
     if not ok:
-        raise SweepConfigError(f"{key}={value!r}: {allowed}")
+        raise _refused(key, value, allowed)
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check ranges and cross-key rules that the schemas' types cannot express.
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
-    Only keys present are checked, so user-supplied groups without them pass through.
+
+def _number(value: Any) -> bool:
+    """Whether ``value`` is a finite real number (not a bool, a string or NaN)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _seed(value: Any) -> bool:
+    return _integer(value) and 0 <= value <= SEED_MAX
+
+
+_SEEDS = f"must be in [0, {SEED_MAX}] (NumPy's seed range)"
+
+#: The ranges that depend on one value only: (group, or None for the top level; key; test; what is allowed).
+RANGES: tuple[tuple[str | None, str, Callable[[Any], bool], str], ...] = (
+    (None, "seed", _seed, _SEEDS),
+    ("validation", "seed", _seed, _SEEDS),
+    ("dataset", "split_seed", _seed, _SEEDS),
+    ("dataset", "test_size", lambda v: _number(v) and 0 < v < 1, "must be a fraction in (0, 1)"),
+    ("optimizer", "lr", lambda v: _number(v) and v > 0, "must be a finite number > 0"),
+    ("optimizer", "rho", lambda v: _number(v) and 0 <= v < 1, "must be in [0, 1)"),
+    ("optimizer", "momentum", lambda v: _number(v) and 0 <= v <= 1, "must be in [0, 1]"),
+    ("regularizer", "l1", lambda v: _number(v) and v >= 0, "must be a finite number >= 0"),
+    ("regularizer", "l2", lambda v: _number(v) and v >= 0, "must be a finite number >= 0"),
+    ("regularizer", "dropout", lambda v: _number(v) and 0 <= v < 1, "must be in [0, 1)"),
+    ("trainer", "epochs", lambda v: _number(v) and v >= 1, "must be >= 1"),
+    ("trainer", "batch_size", lambda v: _number(v) and v >= 1, "must be >= 1"),
+    ("trainer", "early_stopping_patience", lambda v: v is None or (_number(v) and v >= 0), "must be null (no early stopping) or >= 0"),
+    ("model", "n_clusters", lambda v: _number(v) and v >= 2, "must be >= 2"),
+)
+
+
+def _did_you_mean(word: str, choices: Collection[str], prefix: str = "") -> str:
+    """``"; did you mean <prefix><closest>?"`` when one of ``choices`` is close to ``word``, else ``""``."""
+    close = [KERAS_SPELLINGS[word]] if KERAS_SPELLINGS.get(word) in choices else difflib.get_close_matches(word, choices, n=1)
+    return f"; did you mean {prefix}{close[0]}?" if close else ""
+
+
+def check_threads(setting: Any) -> None:
+    """Refuse a ``threads`` value other than ``auto``, ``null`` or a positive integer."""
+    ok = setting is None or setting == "auto" or (_integer(setting) and setting >= 1)
+    _check(ok, "threads", setting, "must be auto, null or a positive integer")
+
+
+@cache
+def _fields(schema: type) -> dict[str, Any]:
+    """A schema dataclass's field names and defaults."""
+    return {f.name: f.default for f in fields(schema)}
+
+
+def _check_known_keys(node: DictConfig, group: str | None) -> None:
+    """Refuse a key that ``node``'s schema has no field for (one added with ``+``); ``group`` None is the top level.
+
+    Nodes without a schema, and nodes whose ``_target_`` is not the schema's (a user's own
+    function, which receives every key), take any keys.
     """
-    opt, reg, val, trainer = (cfg.get(g) or {} for g in ("optimizer", "regularizer", "validation", "trainer"))
-    model, data, task = cfg.get("model") or {}, cfg.get("dataset") or {}, cfg.get("task") or {}
-    _check(task.get("name") in ("classify", "cluster"), "task.name", task.get("name"), "must be classify or cluster")
-    if "lr" in opt:
-        _check(opt.lr > 0, "optimizer.lr", opt.lr, "must be > 0")
-    for key in ("l1", "l2"):
-        if key in reg:
-            _check(reg[key] >= 0, f"regularizer.{key}", reg[key], "must be >= 0")
-    if "dropout" in reg:
-        _check(0 <= reg.dropout < 1, "regularizer.dropout", reg.dropout, "must be in [0, 1)")
-    if "test_size" in data:
-        _check(0 < data.test_size < 1, "dataset.test_size", data.test_size, "must be a fraction in (0, 1)")
+    schema = OmegaConf.get_type(node)
+    if schema is None or not is_dataclass(schema):
+        return
+    known = _fields(schema)
+    if "_target_" in known and node.get("_target_") != known["_target_"]:
+        return
+    unknown = [key for key in node.keys() if key not in known]
+    if unknown:
+        key = str(unknown[0])
+        prefix = f"{group}." if group else ""
+        label = "the config" if not group else f"{group}={node.name}" if "name" in node else group
+        keys = ", ".join(name for name in known if name not in ("_target_", "name"))
+        hint = _did_you_mean(key, list(known), prefix)
+        raise _refused(f"{prefix}{key}", node.get(key), f"not a key of {label} (its keys: {keys}){hint}")
+
+
+def _check_task(task: Any) -> None:
+    """``task.name`` is a task, ``task.metric`` one of the metrics it reports."""
+    name = task.get("name")
+    _check(name in TASK_METRICS, "task.name", name, f"must be {' or '.join(TASK_METRICS)}")
+    metric, reported = task.get("metric", _ABSENT), TASK_METRICS[name]
+    if metric is not _ABSENT and metric not in reported:
+        hint = _did_you_mean(str(metric), reported)
+        raise _refused("task.metric", metric, f"not a metric of task={name} (one of: {', '.join(reported)}){hint}")
+
+
+def _check_monitor(trainer: Any) -> None:
+    """``trainer.early_stopping_monitor`` is a value Keras logs."""
+    monitor = trainer.get("early_stopping_monitor", _ABSENT)
+    if monitor is not _ABSENT and monitor not in MONITORS:
+        hint = _did_you_mean(str(monitor), MONITORS)
+        raise _refused("trainer.early_stopping_monitor", monitor, f"must be one of {', '.join(MONITORS)}{hint}")
+
+
+def _check_validation(val: Any) -> None:
+    """A holdout size that is a fraction or a row count; a fold that the folds have."""
     if "size" in val:
         size = val.size
         _check(size > 0, "validation.size", size, "must be a fraction in (0, 1) or a row count >= 1")
@@ -266,18 +380,38 @@ def validate(cfg: DictConfig) -> None:
             fold,
             f"must be null (all folds) or in [0, {val.n_splits})",
         )
-    for key in ("epochs", "batch_size"):
-        if key in trainer:
-            _check(trainer[key] >= 1, f"trainer.{key}", trainer[key], "must be >= 1")
+
+
+def _check_model(task: Any, model: Any) -> None:
+    """Hidden layers with units, and a model that fits the task."""
     if "hidden_units" in model:
         units = list(model.hidden_units)
         _check(bool(units) and all(u > 0 for u in units), "model.hidden_units", units, "must be a non-empty list of positive ints")
-    if "n_clusters" in model:
-        _check(model.n_clusters >= 2, "model.n_clusters", model.n_clusters, "must be >= 2")
     if task.get("name") == "cluster":
         _check("n_clusters" in model, "model", model.get("name"), "task=cluster needs a clustering model (model=kmeans)")
     elif task.get("name") == "classify":
         _check("n_clusters" not in model, "model", model.get("name"), "task=classify needs a network (model=mlp or cnn)")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check what the schemas' types cannot express: keys added with ``+``, the metric, ranges, cross-key rules.
+
+    Only keys present are checked, so user-supplied groups without them pass through.
+    """
+    nodes = {group: cfg.get(group) or {} for group in GROUPS}
+    _check_task(nodes["task"])
+    _check_known_keys(cfg, None)
+    for group, node in nodes.items():
+        if isinstance(node, DictConfig):
+            _check_known_keys(node, group)
+    check_threads(cfg.get("threads", "auto"))
+    for group, key, ok, allowed in RANGES:
+        value = (cfg if group is None else nodes[group]).get(key, _ABSENT)
+        if value is not _ABSENT:
+            _check(ok(value), f"{group}.{key}" if group else key, value, allowed)
+    _check_monitor(nodes["trainer"])
+    _check_validation(nodes["validation"])
+    _check_model(nodes["task"], nodes["model"])
 
 
 def compose(*overrides: str) -> DictConfig:

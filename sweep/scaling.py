@@ -28,7 +28,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from sweep.config import SweepConfigError
+from sweep.config import check_threads
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +58,14 @@ def cores() -> int:
 def resolve_threads(setting: Any, launcher: Mapping[str, Any] | None, n_cores: int) -> tuple[int | None, str]:
     """The thread count for ``threads=setting`` under the ``hydra.launcher`` node ``launcher``, and why.
 
-    Returns ``(None, reason)`` when the libraries' defaults should stay.
+    Returns ``(None, reason)`` when the libraries' defaults should stay; raises
+    :class:`sweep.config.SweepConfigError` for a setting :func:`sweep.config.check_threads` refuses.
     """
+    check_threads(setting)
     if setting is None:
         return None, "threads=null: library defaults"
-    if isinstance(setting, int) and not isinstance(setting, bool):
-        if setting < 1:
-            raise SweepConfigError(f"threads={setting!r}: must be auto, null or a positive integer")
-        return setting, f"threads={setting}"
     if setting != "auto":
-        raise SweepConfigError(f"threads={setting!r}: must be auto, null or a positive integer")
+        return setting, f"threads={setting}"
 
     launcher = launcher or {}
     if "n_jobs" in launcher:  # hydra/launcher=joblib
