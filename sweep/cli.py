@@ -6,15 +6,21 @@
     sweep-results <sweep dir> --plot                              # PNG figures next to the tables
     sweep-results <sweep dir> --write                             # (re)write results.csv/.parquet, summary.csv
     sweep-results <sweep dir> --refit                             # retrain rank 1 on train+val, score on test
+    sweep-results <sweep dir> --write --refit --out DIR           # the same, written into DIR (a read-only sweep dir)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pandas as pd
 
 from sweep.results import SkippedRecordWarning, format_summary, load, summarize, write_tables
 
@@ -25,15 +31,35 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", help="metric to rank by (default: the runs' task.metric)")
     p.add_argument("--top", type=int, default=10, help="rows of the summary to print (0: all; default 10)")
     p.add_argument("--aggregate-seeds", action="store_true", help="average over seed as well as folds")
-    p.add_argument("--write", action="store_true", help="write results.csv, results.parquet, summary.csv into each sweep dir")
+    p.add_argument("--write", action="store_true", help="write results.csv, results.parquet, summary.csv into each sweep dir (or --out)")
     p.add_argument("--plot", action="store_true", help="write PNG figures into --out")
-    p.add_argument("--out", type=Path, help="where --plot writes (default: the sweep dir, or . for several paths)")
+    p.add_argument("--out", type=Path, help="where --write, --plot and --refit write (default: the sweep dir, <sweep dir>/refit for "
+                   "--refit; . for --plot of several paths); --write there puts every path's runs in one table")  # fmt: skip
     p.add_argument("--refit", action="store_true", help="retrain the rank-1 config on train+validation rows, score it on the test split")
     return p
 
 
+class Unwritable(Exception):
+    """A dir the command was asked to write into cannot be written."""
+
+    def __init__(self, target: Path, error: OSError) -> None:
+        reason = "permission denied" if isinstance(error, PermissionError) else (error.strerror or str(error)).lower()
+        super().__init__(f"cannot write {target}: {reason}; use --out DIR")
+
+
+@contextmanager
+def writing(target: Path) -> Iterator[None]:
+    """Turn an ``OSError`` on ``target`` or a file below it into :class:`Unwritable` naming ``target``."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None or not Path(os.path.abspath(error.filename)).is_relative_to(os.path.abspath(target)):
+            raise
+        raise Unwritable(target, error) from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run ``sweep-results``; exit 0, 1 (a refit failed) or 2 (nothing to rank)."""
+    """Run ``sweep-results``; exit 0, 1 (a refit failed) or 2 (nothing to rank, or a dir it cannot write)."""
     args = parser().parse_args(argv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedRecordWarning)
@@ -49,21 +75,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sweep-results: {error}", file=sys.stderr)
         return 2
     print(format_summary(summary, args.top or None))
-    if args.write:
-        for path in (p for p in args.paths if p.is_dir()):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", SkippedRecordWarning)
-                write_tables(path, args.metric, runs=runs if len(args.paths) == 1 else None)
-            print(f"wrote tables into {path}")
-    if args.plot:
-        from sweep.plots import plot_sweep
+    try:
+        if args.write:
+            _write(args, runs)
+        if args.plot:
+            _plot(args, runs, summary)
+        return _refit(args) if args.refit else 0
+    except Unwritable as error:
+        print(f"sweep-results: {error}", file=sys.stderr)
+        return 2
 
-        out = args.out or (args.paths[0] if len(args.paths) == 1 and args.paths[0].is_dir() else Path("."))
-        for path in plot_sweep(runs, summary, out):
-            print(f"wrote {path}")
-    if args.refit:
-        return _refit(args)
-    return 0
+
+def _write(args: argparse.Namespace, runs: pd.DataFrame) -> None:
+    """The tables of each sweep dir into it, or of all the runs into ``--out``."""
+    one_table = args.out is not None or len(args.paths) == 1
+    for target in [args.out] if args.out is not None else [p for p in args.paths if p.is_dir()]:
+        with writing(target), warnings.catch_warnings():
+            warnings.simplefilter("ignore", SkippedRecordWarning)
+            target.mkdir(parents=True, exist_ok=True)
+            write_tables(target, args.metric, runs=runs if one_table else None)
+        print(f"wrote tables into {target}")
+
+
+def _plot(args: argparse.Namespace, runs: pd.DataFrame, summary: pd.DataFrame) -> None:
+    from sweep.plots import plot_sweep
+
+    out = args.out or (args.paths[0] if len(args.paths) == 1 and args.paths[0].is_dir() else Path("."))
+    with writing(out):
+        written = plot_sweep(runs, summary, out)
+    for path in written:
+        print(f"wrote {path}")
 
 
 def _refit(args: argparse.Namespace) -> int:
@@ -73,15 +114,16 @@ def _refit(args: argparse.Namespace) -> int:
     import sweep.backend  # noqa: F401  (quiet TensorFlow before a task imports it)
     from sweep.refit import REFIT_DIR, refit
 
-    with warnings.catch_warnings():
+    out = args.out or args.paths[0] / REFIT_DIR
+    with warnings.catch_warnings(), writing(out):
         warnings.simplefilter("ignore", SkippedRecordWarning)
         try:
-            record = refit(args.paths[0], args.metric, args.aggregate_seeds)
+            record = refit(args.paths[0], args.metric, args.aggregate_seeds, out_dir=out)
         except ValueError as error:
             print(f"sweep-results: {error}", file=sys.stderr)
             return 2
     shown = {k: v for k, v in record.items() if k in ("status", "error", "refit_of", "n_train_rows", "n_test_rows") or k.startswith("test_")}
-    print(f"\nRefit of rank 1 ({record['selected_by']}) -> {args.paths[0] / REFIT_DIR / 'result.json'}")
+    print(f"\nRefit of rank 1 ({record['selected_by']}) -> {out / 'result.json'}")
     print(json.dumps(shown, indent=1))
     return 0 if record["status"] == "completed" else 1
 

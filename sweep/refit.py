@@ -9,6 +9,7 @@ job whose config it is), which keeps :func:`sweep.results.load` from counting it
 from __future__ import annotations
 
 import math
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,46 +20,65 @@ from omegaconf import DictConfig, OmegaConf
 from sweep.config import fingerprint, flatten, validate
 from sweep.data import load_dataset
 from sweep.records import atomic_write, versions, write_record
-from sweep.results import load, runs_of, summarize
+from sweep.results import fold_rows, load, runs_of, scored, summarize
 from sweep.tasks import fit as fit_task
 
 REFIT_DIR = "refit"
 
 #: Task metrics kept under their own name: they describe the fit, not the rows it is scored on.
-KEPT = frozenset({"epochs_run"})
+KEPT = frozenset({"epochs_run", "restored_epoch"})
 #: Task metrics dropped: picking an epoch by its test score would be tuning on the test split.
 DROPPED = frozenset({"best_val_accuracy", "best_epoch"})
 
 
 def best_config(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: bool = False) -> tuple[Path, DictConfig, dict[str, Any]]:
-    """The rank-1 config of the sweep: a completed job dir of it, its config (``.hydra/config.yaml``) and its summary row."""
+    """The rank-1 config of the sweep: a completed job dir of it, its config (``.hydra/config.yaml``) and how it was chosen.
+
+    The last is the metric, its mean and the config's :func:`restored_epochs` (for
+    :func:`refit_config`). ``ValueError`` when no config has a score
+    (:func:`sweep.results.scored`): every config has a failed, diverged or missing run.
+    """
     runs = load(sweep_dir)
     if runs.empty:
         raise ValueError(f"{sweep_dir}: no run records to choose a config from")
     summary = summarize(runs, metric, aggregate_seeds)
-    best = summary.iloc[0]
     metric = summary.columns[0].removeprefix("rank_")
-    if best["n_failed"] or math.isnan(best[f"mean_{metric}"]):
-        raise ValueError(f"{sweep_dir}: no config completed all its runs with a {metric}; nothing to refit")
+    if not scored(summary, metric).iloc[0]:
+        raise ValueError(f"{sweep_dir}: no config completed all its runs and folds with a {metric}; nothing to refit")
+    best = summary.iloc[0]
     done = runs_of(runs, best)
     job_dir = Path(done[done["status"] == "completed"]["output_dir"].iloc[0])
     cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
     assert isinstance(cfg, DictConfig)
-    stopped = pd.to_numeric(done["best_epoch"], errors="coerce").dropna().tolist() if "best_epoch" in done else []
-    chosen = {"metric": metric, f"mean_{metric}": float(best[f"mean_{metric}"]), "best_epochs": stopped}
+    chosen = {"metric": metric, f"mean_{metric}": float(best[f"mean_{metric}"]), "restored_epochs": restored_epochs(done)}
     return job_dir, cfg, chosen
 
 
-def refit_config(cfg: DictConfig, best_epochs: list[float] | None = None) -> DictConfig:
+def restored_epochs(runs: pd.DataFrame) -> list[float]:
+    """The epoch whose weights each fold's model held at the end (``restored_epoch``; ``best_epoch`` in older records).
+
+    With early stopping that is the best ``trainer.early_stopping_monitor`` epoch, which
+    Keras restores; ``best_epoch`` is the best ``val_accuracy`` epoch, which can differ.
+    """
+    folds = fold_rows(runs)
+    return _numbers(folds, "restored_epoch").fillna(_numbers(folds, "best_epoch")).dropna().tolist()
+
+
+def _numbers(frame: pd.DataFrame, column: str) -> pd.Series:
+    """``frame[column]`` as floats (NaN where it is not a number, all NaN when the column is absent)."""
+    return pd.to_numeric(frame[column], errors="coerce") if column in frame else pd.Series(math.nan, index=frame.index)
+
+
+def refit_config(cfg: DictConfig, epochs: list[float] | None = None) -> DictConfig:
     """``cfg`` made ready to train without validation rows: early stopping is replaced by a fixed epoch count.
 
-    The count is the mean of the sweep runs' ``best_epoch`` (``best_epochs``), rounded, when they stopped early.
+    The count is the mean of ``epochs`` (:func:`restored_epochs` of the sweep's runs), rounded.
     """
     cfg = cfg.copy()
     trainer = cfg.get("trainer")
     if trainer is not None and trainer.get("early_stopping_patience") is not None:
-        if best_epochs:
-            trainer.epochs = max(1, round(sum(best_epochs) / len(best_epochs)))
+        if epochs:
+            trainer.epochs = max(1, round(sum(epochs) / len(epochs)))
         trainer.early_stopping_patience = None
     return cfg
 
@@ -73,16 +93,19 @@ def as_test_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def refit(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: bool = False) -> dict[str, Any]:
+def refit(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: bool = False, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Retrain the sweep's rank-1 config on all non-test rows, score it on the test rows, write and return its record.
 
-    Never raises for a failing fit: the record then has ``status`` ``failed`` and ``error``.
+    The record and the model go to ``out_dir`` (default ``<sweep dir>/refit``). Never raises
+    for a failing fit: the record then has ``status`` ``failed`` and ``error``. An
+    ``OSError`` when ``out_dir`` cannot be written is raised before any training.
     """
     sweep_dir = Path(sweep_dir)
     job_dir, cfg, chosen = best_config(sweep_dir, metric, aggregate_seeds)
-    cfg = refit_config(cfg, chosen.pop("best_epochs"))
-    out_dir = sweep_dir / REFIT_DIR
+    cfg = refit_config(cfg, chosen.pop("restored_epochs"))
+    out_dir = Path(out_dir) if out_dir is not None else sweep_dir / REFIT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
+    tempfile.NamedTemporaryFile(dir=out_dir, prefix=".tmp-").close()  # writable: a refit that cannot be recorded is not started
     flat = flatten(cfg)
     record: dict[str, Any] = {
         "status": "failed",

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sweep.records import atomic_write, find_records, read_record
+from sweep.splits import MIN_VALIDATION_ROWS
 
 RESULTS_CSV = "results.csv"
 RESULTS_PARQUET = "results.parquet"
@@ -37,7 +38,8 @@ TOP_LEVEL_KEYS = frozenset({"seed"})
 BOOKKEEPING = frozenset(
     {
         "sweep_dir", "job_num", "status", "error", "fingerprint", "overrides", "output_dir", "started_at",
-        "fit_time_s", "elapsed_s", "versions", "fold_metrics", "artifacts", "reused_from", "refit_of",
+        "fit_time_s", "elapsed_s", "versions", "fold_metrics", "artifacts", "reused_from", "refit_of", "n_val_rows",
+        "n_train_rows", "trained_by", "sweep_run", "classes", "test_split_stratified",
     }
 )  # fmt: skip
 
@@ -211,38 +213,82 @@ def fold_rows(runs: pd.DataFrame) -> pd.DataFrame:
 def summarize(runs: pd.DataFrame, metric: str | None = None, aggregate_seeds: bool = False) -> pd.DataFrame:
     """One row per config, its folds (and seeds, if ``aggregate_seeds``) aggregated, ranked by ``metric``.
 
-    Columns: ``rank_<metric>`` (1 = best; configs with a failed or diverged run, or a NaN
-    mean, rank last), the varying config keys (:func:`group_keys`), ``n_runs``,
-    ``n_failed``, ``mean_fit_time_s`` (per fold), then for each metric ``mean_<m>``,
-    ``std_<m>`` (population std, ddof=0, as scikit-learn) and ``split<k>_<m>`` (fold ``k``;
-    the mean when several runs share a fold). A failed fold makes the mean NaN.
-    ``metric`` defaults to the runs' ``task.metric``. Sorted by rank.
+    Columns: ``rank_<metric>`` (1 = best), the varying config keys (:func:`group_keys`),
+    ``n_runs``, ``n_failed``, ``n_missing`` (:func:`missing_folds`), ``min_n_val_rows`` (the
+    smallest validation set it was scored on), ``mean_fit_time_s`` (per fold), then for each
+    metric ``mean_<m>``, ``std_<m>`` (population std, ddof=0, as scikit-learn) and
+    ``split<k>_<m>`` (fold ``k``; the mean when several runs share a fold). A failed fold
+    makes the mean NaN; a missing fold makes every mean and std NaN, so no config is ranked
+    on fewer folds than the others. ``metric`` defaults to the runs' ``task.metric``.
+    Configs without a score (:func:`scored`) share the last rank, the number of configs:
+    when none has one, none is ranked 1. Sorted by rank.
     """
     metric = metric or default_metric(runs)
     higher = greater_is_better(metric)
     keys = group_keys(runs, aggregate_seeds)
     names = [metric] + [m for m in metric_names(runs) if m != metric]
+    seeds = list(runs["seed"].dropna().unique()) if aggregate_seeds and "seed" in runs else [None]
     folds = fold_rows(runs)
     groups = folds.groupby(keys, dropna=False, sort=False) if keys else [((), folds)]
-    table = []
-    for key, sub in groups:
-        row: dict[str, Any] = dict(zip(keys, key))
-        per_run = sub.drop_duplicates("output_dir")
-        row["n_runs"] = len(per_run)
-        row["n_failed"] = int((per_run["status"] != "completed").sum())
-        row["mean_fit_time_s"] = float(np.nanmean(_floats(sub, "fit_time_s"))) if sub["fit_time_s"].notna().any() else math.nan
-        by_fold = [(int(k), part) for k, part in sub.groupby(FOLD)] if FOLD in sub else []
-        for m in names:
-            values = _floats(sub, m)
-            row[f"mean_{m}"], row[f"std_{m}"] = float(values.mean()), float(values.std())
-            for k, part in by_fold:
-                row[f"split{k}_{m}"] = float(_floats(part, m).mean())
-        table.append(row)
-    summary = pd.DataFrame(table)
-    score = summary[f"mean_{metric}"].where(summary["n_failed"] == 0)
-    rank = score.rank(method="min", ascending=not higher, na_option="bottom").astype(int)
+    summary = pd.DataFrame([{**dict(zip(keys, key)), **_config_row(sub, names, seeds)} for key, sub in groups])
+    score = summary[f"mean_{metric}"].where(scored(summary, metric))
+    rank = score.rank(method="min", ascending=not higher).fillna(len(summary)).astype(int)
     summary.insert(0, f"rank_{metric}", rank)
     return summary.sort_values(f"rank_{metric}", kind="stable").reset_index(drop=True)
+
+
+def _config_row(sub: pd.DataFrame, names: list[str], seeds: list[Any]) -> dict[str, Any]:
+    """The summary columns of one config from its fold rows ``sub``, except its keys and rank."""
+    per_run = sub.drop_duplicates("output_dir")
+    row: dict[str, Any] = {
+        "n_runs": len(per_run),
+        "n_failed": int((per_run["status"] != "completed").sum()),
+        "n_missing": missing_folds(sub, seeds),
+        "min_n_val_rows": _ignoring_nan(np.nanmin, _floats(sub, "n_val_rows")),
+        "mean_fit_time_s": _ignoring_nan(np.nanmean, _floats(sub, "fit_time_s")),
+    }
+    by_fold = [(int(k), part) for k, part in sub.groupby(FOLD)] if FOLD in sub else []
+    for m in names:
+        values = _floats(sub, m) if row["n_missing"] == 0 else np.array([math.nan])
+        row[f"mean_{m}"], row[f"std_{m}"] = float(values.mean()), float(values.std())
+        for k, part in by_fold:
+            row[f"split{k}_{m}"] = float(_floats(part, m).mean())
+    return row
+
+
+def missing_folds(sub: pd.DataFrame, seeds: list[Any]) -> int:
+    """How many folds of one config (its fold rows ``sub``) have no record: a killed job, a deleted record.
+
+    The config asks for ``validation.n_splits`` folds (1 for a holdout) for each of ``seeds``
+    (``[None]``: seeds are not pooled; else every seed of the table, so a seed lost whole is
+    counted too). A run that trained every fold in-process brings one row per entry of its
+    ``fold_metrics``; one that failed before it had any accounts for all its folds (they are
+    failed, counted in ``n_failed``, not missing).
+    """
+    n_splits = pd.to_numeric(sub.get("validation.n_splits", pd.Series(dtype=float)), errors="coerce").max()
+    n_splits = 1 if pd.isna(n_splits) else int(n_splits)
+    missing = 0
+    for seed in seeds:
+        rows = sub if seed is None else sub[sub["seed"] == seed]
+        folds = rows[FOLD] if FOLD in rows else pd.Series(math.nan, index=rows.index)
+        if rows.empty:
+            covered = 0
+        elif n_splits == 1 or (folds.isna() & (rows["status"] != "completed")).any():
+            covered = n_splits
+        else:
+            covered = min(n_splits, folds.dropna().nunique())
+        missing += n_splits - covered
+    return missing
+
+
+def scored(summary: pd.DataFrame, metric: str) -> pd.Series:
+    """Which configs of ``summary`` have a score to rank by: every run completed, no fold missing, a mean ``metric``."""
+    return summary[f"mean_{metric}"].notna() & (summary["n_failed"] == 0) & (summary["n_missing"] == 0)
+
+
+def _ignoring_nan(reduce: Any, values: np.ndarray) -> float:
+    """``reduce`` (``np.nanmin``, ``np.nanmean``) of ``values``; NaN, without a warning, when none is a number."""
+    return float(reduce(values)) if not np.isnan(values).all() else math.nan
 
 
 def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -304,14 +350,27 @@ def write_tables(sweep_dir: str | Path, metric: str | None = None, runs: pd.Data
 
 
 def format_summary(summary: pd.DataFrame, top: int | None = 10) -> str:
-    """The top ``top`` rows of ``summary`` as text: rank, varying keys, the ranking metric's mean and std, counts, time."""
+    """The top ``top`` rows of ``summary`` as text: rank, varying keys, the ranking metric's mean and std, counts, time.
+
+    The title says when no config has a score; a last line when a config shown was scored
+    on fewer than :data:`sweep.splits.MIN_VALIDATION_ROWS` validation rows.
+    """
     if summary.empty:
         return "no runs recorded"
     rank = summary.columns[0]
     metric = rank.removeprefix("rank_")
     keys = [c for c in summary.columns if is_config_key(c)]
-    columns = [rank, *keys, f"mean_{metric}", f"std_{metric}", "n_runs", "n_failed", "mean_fit_time_s"]
-    shown = summary[columns].head(top) if top else summary[columns]
+    columns = [rank, *keys, f"mean_{metric}", f"std_{metric}", "n_runs", "n_failed", "n_missing", "mean_fit_time_s"]
+    shown = summary.head(top) if top else summary
     direction = "higher" if greater_is_better(metric) else "lower"
     title = f"{len(shown)} of {len(summary)} configs ranked by {metric} ({direction} is better)"
-    return title + "\n" + shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    if not scored(summary, metric).any():
+        title = f"no config completed: {len(shown)} of {len(summary)} configs, none ranked by {metric} (each has a failed, diverged or missing run)"
+    lines = [title, shown[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+    few = shown[shown["min_n_val_rows"] < MIN_VALIDATION_ROWS]
+    if not few.empty:
+        lines.append(
+            f"{len(few)} of these configs scored on fewer than {MIN_VALIDATION_ROWS} validation rows "
+            f"(as few as {int(few['min_n_val_rows'].min())}): their {metric} moves in coarse steps"
+        )
+    return "\n".join(lines)
