@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from sweep.records import HISTORY, atomic_write
-from sweep.results import greater_is_better, is_config_key, runs_of
+from sweep.results import greater_is_better, is_config_key, runs_of, scored
 
 #: Keys swept over orders of magnitude: drawn on log axes.
 LOG_KEYS = ("optimizer.lr", "regularizer.l2", "regularizer.l1")
@@ -68,14 +68,15 @@ def _label(value: object) -> str:
 def heatmap_figure(summary: pd.DataFrame, x: str, y: str, facet: str | None = None) -> Figure:
     """Mean metric over ``x`` by ``y`` (cells in value order, annotated), one panel per ``facet`` value.
 
-    Where other keys vary too, a cell shows the best config's mean; failed cells stay blank.
+    Where other keys vary too, a cell shows the best config's mean; a cell without a score
+    (:func:`sweep.results.scored`: a failed, diverged or missing run) says "failed".
     """
     metric = ranked_metric(summary)
     mean = f"mean_{metric}"
     best = "max" if greater_is_better(metric) else "min"
     panels = sorted(summary[facet].unique(), key=str) if facet else [None]
     xs, ys = np.sort(summary[x].unique()), np.sort(summary[y].unique())
-    scores = summary[mean].where(summary["n_failed"] == 0)
+    scores = summary[mean].where(scored(summary, metric))
     low, high = np.nanmin(scores) if scores.notna().any() else 0, np.nanmax(scores) if scores.notna().any() else 1
     figure = Figure(figsize=(4.2 * len(panels) + 1, 4), layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
