@@ -262,8 +262,8 @@ def missing_folds(sub: pd.DataFrame, seeds: list[Any]) -> int:
     The config asks for ``validation.n_splits`` folds (1 for a holdout) for each of ``seeds``
     (``[None]``: seeds are not pooled; else every seed of the table, so a seed lost whole is
     counted too). A run that trained every fold in-process brings one row per entry of its
-    ``fold_metrics``; one that failed before it had any accounts for all its folds (they are
-    failed, counted in ``n_failed``, not missing).
+    ``fold_metrics``; one that failed or diverged on the way accounts for all its folds
+    (they are failed, counted in ``n_failed``, not missing).
     """
     n_splits = pd.to_numeric(sub.get("validation.n_splits", pd.Series(dtype=float)), errors="coerce").max()
     n_splits = 1 if pd.isna(n_splits) else int(n_splits)
@@ -271,9 +271,11 @@ def missing_folds(sub: pd.DataFrame, seeds: list[Any]) -> int:
     for seed in seeds:
         rows = sub if seed is None else sub[sub["seed"] == seed]
         folds = rows[FOLD] if FOLD in rows else pd.Series(math.nan, index=rows.index)
+        unfinished = rows[rows["status"] != "completed"]
+        unfinished_in_process = folds[unfinished.index].isna().any() or unfinished["output_dir"].duplicated().any()
         if rows.empty:
             covered = 0
-        elif n_splits == 1 or (folds.isna() & (rows["status"] != "completed")).any():
+        elif n_splits == 1 or unfinished_in_process:
             covered = n_splits
         else:
             covered = min(n_splits, folds.dropna().nunique())

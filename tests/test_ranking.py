@@ -145,6 +145,16 @@ def test_a_run_of_every_fold_in_process_expects_one_entry_per_fold(folds_in_proc
     assert summary["rank_ari"].tolist() == [1, 2] and math.isnan(summary["mean_ari"].iloc[1])
 
 
+def test_a_run_of_every_fold_that_diverged_midway_has_failed_folds_not_missing_ones(folds_in_process, tmp_path):
+    sweep_dir = copy_of(folds_in_process, tmp_path)
+    record = job_dir(sweep_dir, {"model.n_clusters": 6}) / "result.json"
+    folds = json.loads(record.read_text())["fold_metrics"]
+    edit_record(record, status="diverged", fold_metrics=folds[:2])  # as run.py records a run whose fold 1 diverged: no fold 2
+    summary = summarize(load(sweep_dir))
+    assert summary["model.n_clusters"].tolist() == [3, 6]
+    assert summary["n_failed"].tolist() == [0, 1] and summary["n_missing"].tolist() == [0, 0]
+
+
 def test_refit_refuses_in_one_line_when_no_config_is_whole(folds_in_process, tmp_path):
     sweep_dir = copy_of(folds_in_process, tmp_path)
     for record in sweep_dir.glob("*/result.json"):
