@@ -84,16 +84,21 @@ def load(*paths: str | Path) -> pd.DataFrame:
     ``output_dir`` is the dir the record was read from. Lists become tuples, so they can
     be grouped. Job dirs without a record and unreadable records are skipped with a
     :class:`SkippedRecordWarning` naming the path, and listed in ``df.attrs["skipped"]``.
-    Refit records (``refit_of``) are not runs of the sweep and are left out.
+    Refit records (``refit_of``) are not runs of the sweep and are left out. Paths that
+    overlap (a sweep dir and one of its run dirs) give each run once.
     """
     rows: list[dict[str, Any]] = []
     skipped: list[tuple[str, str]] = []
+    seen: set[Path] = set()
     for root in map(Path, paths):
         if not root.exists():
             skipped.append((str(root), "no such file or directory"))
             continue
         skipped += [(str(d), "no result.json (crashed, killed or still running)") for d in _dirs_without_record(root)]
         for path in find_records(root):
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
             try:
                 record = read_record(path)
             except (OSError, ValueError) as error:

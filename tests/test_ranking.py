@@ -167,6 +167,13 @@ def test_refit_refuses_in_one_line_when_no_config_is_whole(folds_in_process, tmp
     assert not (sweep_dir / "refit").exists()
 
 
+def test_paths_that_overlap_give_each_run_once(folds_in_process):
+    sweep_dir = folds_in_process
+    runs = load(sweep_dir, sweep_dir / "1", sweep_dir / "1" / "result.json")
+    assert len(runs) == 2
+    assert summarize(runs)["n_runs"].tolist() == [1, 1] and summarize(runs)["std_ari"].equals(summarize(load(sweep_dir))["std_ari"])
+
+
 # --------------------------------------------------------------------------- everything failed
 
 
