@@ -1,0 +1,94 @@
+"""Faults that must not stop a sweep: a joblib worker killed outright, an Optuna study in which no trial completes.
+
+A worker killed with SIGKILL (what the out-of-memory killer does) fails the job it was running,
+and only that job: the others run, the tables are written, the command exits 1 because a run
+failed. An Optuna study whose trials all fail ends with its tables and one line, not a traceback.
+All of them run the real ``sweep`` command in a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from conftest import SWEEP, records_under
+
+
+def _workers_running(proc: subprocess.Popen, *job_dirs: Path, timeout: float) -> list[int]:
+    """The pids of the processes under ``proc`` running each of ``job_dirs`` (holding its log open), once all run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        holders: dict[Path, int] = {}
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            try:
+                opened = [Path(f.path) for f in child.open_files()]
+            except psutil.Error:
+                continue
+            holders |= {job_dir: child.pid for job_dir in job_dirs for path in opened if path.parent == job_dir}
+        if len(holders) == len(job_dirs):
+            return [holders[job_dir] for job_dir in job_dirs]
+        if proc.poll() is not None:
+            raise AssertionError(f"sweep ended early ({proc.returncode}):\n{proc.communicate()[1]}")
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the jobs to start")
+        time.sleep(0.05)
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """Stop ``proc`` and every process it started, if any is left."""
+    try:
+        family = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    for process in [psutil.Process(proc.pid), *family] if proc.poll() is None else family:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_joblib_worker_killed_by_sigkill_fails_its_job_and_the_sweep_goes_on(tmp_path):
+    sweep_dir = tmp_path / "killed"
+    # Jobs 0 and 1 (5 epochs, model.fit with early stopping that never stops) run first, one per worker.
+    args = [
+        "-m", "trainer.epochs=5,1", "optimizer.lr=1e-3,1e-2", "trainer.early_stopping_patience=100",
+        "trainer.save_model=false", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}",
+    ]  # fmt: skip
+    proc = subprocess.Popen([SWEEP, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        target_worker, _ = _workers_running(proc, sweep_dir / "0", sweep_dir / "1", timeout=240)
+        time.sleep(1.1)  # both jobs are still importing TensorFlow or training; records time whole seconds
+        killed_at = time.time()
+        os.kill(target_worker, signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        _kill_tree(proc)
+
+    assert proc.returncode == 1, stderr  # a run failed
+    assert "Traceback" not in stderr and "TerminatedWorkerError" not in stdout + stderr, stderr
+    records = {r["job_num"]: r for r in records_under(sweep_dir)}
+    assert sorted(records) == [0, 1, 2, 3]
+    assert records[0]["status"] == "failed"
+    assert records[0]["error"] == "worker process killed by SIGKILL (out of memory?)"
+    assert records[0]["trainer.epochs"] == 5 and records[0]["optimizer.lr"] == 1e-3  # the whole config, as any record
+    assert records[0]["fingerprint"] and records[0]["output_dir"] == str(sweep_dir / "0")
+    assert all(records[n]["status"] == "completed" for n in (1, 2, 3)), [records[n]["error"] for n in (1, 2, 3)]
+    # Job 1 was in progress in the other worker when the pool broke: it ran again, from the start.
+    assert datetime.fromisoformat(records[1]["started_at"]).timestamp() >= int(killed_at)
+    assert records[0]["elapsed_s"] >= 1  # from the job's start to its worker's death
+    assert not [*sweep_dir.rglob(".sweep-running"), *sweep_dir.rglob(".sweep-killed")], "the launcher's marks are gone"
+
+    table = pd.read_csv(sweep_dir / "results.csv")
+    assert sorted(table["job_num"]) == [0, 1, 2, 3]
+    assert table.set_index("job_num").loc[0, "status"] == "failed"
+    assert (sweep_dir / "summary.csv").is_file()
