@@ -10,6 +10,10 @@ package, hence its home) with the two rules defined here:
   *failed* trial instead, left out of the sampler's model, as Optuna 3 and later do by
   themselves. The study goes on while the share of failed trials in a batch stays within
   ``max_failure_rate``.
+* A study in which no trial completed (all failed, or ``n_trials=0``) has no best trial,
+  and the plugin raises asking for one. It ends with one line instead
+  (:func:`no_trial_completed`), after which the end-of-sweep tables show the failed trials
+  and the command exits 1 (0 when no trial ran).
 * A fold is not a hyperparameter: :func:`refuse_data_sweeps` refuses a sweep over
   ``validation.fold``, since Optuna would pick the easiest fold. With ``validation=kfold``
   and ``validation.fold=null`` every trial trains each fold and its objective is their mean.
@@ -54,10 +58,15 @@ def refuse_data_sweeps(overrides: Sequence[str]) -> None:
 
 
 class NanAsFailure:
-    """A launcher whose jobs that return NaN come back as failed jobs (the rest is the wrapped launcher)."""
+    """A launcher whose jobs that return NaN come back as failed jobs (the rest is the wrapped launcher).
+
+    ``completed`` and ``failed`` count the trials it has launched, by outcome.
+    """
 
     def __init__(self, launcher: Any) -> None:
         self._launcher = launcher
+        self.completed = 0
+        self.failed = 0
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         returns = self._launcher.launch(job_overrides, initial_job_idx=initial_job_idx)
@@ -66,10 +75,21 @@ class NanAsFailure:
             if ret.status == JobStatus.COMPLETED and isinstance(value, float) and math.isnan(value):
                 ret.status = JobStatus.FAILED
                 ret._return_value = TrialFailed(f"no {_metric(ret)}: see {_job_dir(ret)}/result.json")
+            if ret.status == JobStatus.COMPLETED:
+                self.completed += 1
+            else:
+                self.failed += 1
         return returns
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._launcher, name)
+
+
+def no_trial_completed(n_trials: int, failed: int) -> str:
+    """The line that ends a study without a completed trial (instead of Optuna's ``ValueError`` on its best trial)."""
+    if n_trials == 0:
+        return "sweep: no Optuna trial ran (hydra.sweeper.n_trials=0)"
+    return f"sweep: no Optuna trial completed ({failed} failed); see the tables"
 
 
 def _metric(ret: JobReturn) -> str:

@@ -19,7 +19,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import SWEEP, records_under
+from conftest import SWEEP, records_under, run_sweep
 
 
 def _workers_running(proc: subprocess.Popen, *job_dirs: Path, timeout: float) -> list[int]:
@@ -92,3 +92,35 @@ def test_a_joblib_worker_killed_by_sigkill_fails_its_job_and_the_sweep_goes_on(t
     assert sorted(table["job_num"]) == [0, 1, 2, 3]
     assert table.set_index("job_num").loc[0, "status"] == "failed"
     assert (sweep_dir / "summary.csv").is_file()
+
+
+@pytest.mark.slow
+def test_an_optuna_study_whose_trials_all_fail_ends_with_its_tables_and_one_line(tmp_path):
+    sweep_dir = tmp_path / "all_failed"
+    proc = run_sweep(
+        "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", "optimizer.lr=-1", "trainer.epochs=1",
+        f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, check=False, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[-1] == "sweep: no Optuna trial completed (2 failed); see the tables", lines
+    records = records_under(sweep_dir)
+    assert len(records) == 2 and all(r["status"] == "failed" and "optimizer.lr" in r["error"] for r in records)
+    table = pd.read_csv(sweep_dir / "results.csv")
+    assert len(table) == 2 and set(table["status"]) == {"failed"}
+    assert not (sweep_dir / "optimization_results.yaml").exists()  # there is no best trial to report
+
+
+@pytest.mark.slow
+def test_an_optuna_study_of_zero_trials_ends_in_one_line_and_exit_0(tmp_path):
+    sweep_dir = tmp_path / "no_trials"
+    proc = run_sweep(
+        "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=0", f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path, check=False, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[-1] == "sweep: no Optuna trial ran (hydra.sweeper.n_trials=0)", lines
+    assert records_under(tmp_path) == []

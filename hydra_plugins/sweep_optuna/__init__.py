@@ -19,7 +19,7 @@ if _PluginSweeper is not None:
     from omegaconf import DictConfig
 
     class OptunaSweeper(_PluginSweeper):
-        """hydra-optuna-sweeper's ``OptunaSweeper``: NaN results become failed trials, fold sweeps are refused, trials composed from a template (:class:`ComposeOnce`)."""
+        """hydra-optuna-sweeper's ``OptunaSweeper``: NaN results become failed trials, fold sweeps are refused, trials composed from a template (:class:`ComposeOnce`), a study without a completed trial ends in one line."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             # Optuna imports alembic, which logs every plugin it sets up at INFO.
@@ -34,8 +34,17 @@ if _PluginSweeper is not None:
             self.sweeper.launcher = NanAsFailure(self.sweeper.launcher)
 
         def sweep(self, arguments: list[str]) -> None:
-            from sweep.search import refuse_data_sweeps
+            """The plugin's study; one line, not a traceback, when no trial completed (the tables still follow)."""
+            import sys
+
+            from sweep.search import no_trial_completed, refuse_data_sweeps
 
             params = self.sweeper.params or {}
             refuse_data_sweeps([f"{key}={value}" for key, value in params.items()] + list(arguments))
-            return super().sweep(arguments)
+            trials = self.sweeper.launcher
+            try:
+                super().sweep(arguments)
+            except ValueError:  # Optuna's study.best_trial, when no trial completed
+                if trials.completed:
+                    raise
+                print(no_trial_completed(self.sweeper.n_trials, trials.failed), file=sys.stderr, flush=True)
