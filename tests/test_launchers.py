@@ -39,8 +39,8 @@ FOUR_RUNS = [
     "validation.fold=0,1",
 ]
 
-#: Columns that differ between launchers by nature (times, paths, dates).
-VOLATILE = ("time", "elapsed", "output_dir", "sweep_dir", "started_at", "job_num", "versions")
+#: Columns that differ between launchers by nature (times, paths, dates, the run that wrote them, how they trained).
+VOLATILE = ("time", "elapsed", "output_dir", "sweep_dir", "sweep_run", "started_at", "job_num", "versions", "trained_by")
 
 
 def compose_with_hydra(*overrides: str) -> DictConfig:
@@ -283,3 +283,50 @@ def test_optuna_tells_failed_runs_as_failed_trials_and_goes_on(tmp_path):
     best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert best["best_params"]["validation.n_splits"] == 2
     assert math.isclose(best["best_value"], max(r["val_accuracy"] for r in done), rel_tol=1e-9)
+
+
+# ----------------------------------------------------------------------------- no cluster
+
+
+def _last_stderr_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@pytest.mark.slow
+def test_slurm_without_sbatch_ends_in_one_line_naming_the_launcher(tmp_path):
+    only_the_venv = {"PATH": str(Path(sys.executable).parent)}  # no sbatch, whatever this machine has
+    proc = run_sweep(
+        "-m", "trainer.epochs=1", "optimizer.lr=1e-3,1e-2", "hydra/launcher=slurm", f"hydra.sweep.dir={tmp_path / 'slurm'}",
+        cwd=tmp_path, check=False, timeout=120, env=only_the_venv,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert _last_stderr_line(proc) == (
+        "sweep: hydra/launcher=slurm: sbatch not found: no SLURM here; use hydra/launcher=submitit_local or joblib"
+    )
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert records_under(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_ray_with_no_cluster_at_the_address_ends_in_one_line_naming_the_launcher(tmp_path):
+    if any(p.name() == "gcs_server" for p in psutil.process_iter()):
+        pytest.skip("a Ray cluster runs on this machine: address=auto would join it")
+    no_cluster_known = {"RAY_ADDRESS": "", "RAY_TMPDIR": str(tmp_path), "TMPDIR": str(tmp_path)}
+    proc = run_sweep(
+        "-m", "trainer.epochs=1", "optimizer.lr=1e-3,1e-2", "hydra/launcher=ray", "hydra.launcher.ray.init.address=auto",
+        f"hydra.sweep.dir={tmp_path / 'ray'}", cwd=tmp_path, check=False, timeout=120, env=no_cluster_known,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    line = _last_stderr_line(proc)
+    assert line.startswith("sweep: hydra/launcher=ray: no Ray cluster at hydra.launcher.ray.init.address=auto"), line
+    assert "ray start --head" in line and "hydra/launcher=ray_local" in line
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert records_under(tmp_path) == []
+
+
+def test_the_ray_preset_is_sweeps_launcher_with_the_plugins_fields():
+    launcher = compose_with_hydra("hydra/launcher=ray", "hydra.launcher.ray.init.address=auto").hydra.launcher
+    assert launcher._target_ == "hydra_plugins.sweep_ray.RayLauncher"
+    assert launcher.ray.init.address == "auto" and dict(launcher.ray.remote) == {}
+    assert compose_with_hydra("hydra/launcher=slurm").hydra.launcher._target_ == "hydra_plugins.sweep_slurm.SlurmLauncher"
