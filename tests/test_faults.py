@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from pathlib import Path
 
@@ -54,6 +55,24 @@ def _kill_tree(proc: subprocess.Popen) -> None:
         except psutil.NoSuchProcess:
             pass
     proc.wait(timeout=30)
+
+
+def _kill_own_worker(signum: int) -> None:
+    os.kill(os.getpid(), signum)
+
+
+@pytest.mark.parametrize(("signum", "told"), [
+    (signal.SIGKILL, "worker process killed by SIGKILL (out of memory?)"),
+    (signal.SIGTERM, "worker process killed by SIGTERM"),
+])  # fmt: skip
+def test_a_dead_workers_signal_is_read_from_lokys_error(signum, told):
+    from joblib import Parallel, delayed
+
+    from hydra_plugins.sweep_joblib._launch import death
+
+    with pytest.raises(BrokenProcessPool) as broken:
+        Parallel(n_jobs=2, backend="loky")(delayed(_kill_own_worker)(signum) for _ in range(2))
+    assert death(broken.value) == told
 
 
 @pytest.mark.slow
@@ -124,3 +143,30 @@ def test_an_optuna_study_of_zero_trials_ends_in_one_line_and_exit_0(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines[-1] == "sweep: no Optuna trial ran (hydra.sweeper.n_trials=0)", lines
     assert records_under(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_a_joblib_worker_killed_between_jobs_fails_no_job_and_the_sweep_goes_on(tmp_path):
+    sweep_dir = tmp_path / "idle_killed"
+    args = [
+        "-m", "trainer.epochs=40,1", "trainer.early_stopping_patience=100", "trainer.save_model=false",
+        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}",
+    ]  # fmt: skip
+    proc = subprocess.Popen([SWEEP, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, idle_worker = _workers_running(proc, sweep_dir / "0", sweep_dir / "1", timeout=240)
+        deadline = time.monotonic() + 240
+        while not (sweep_dir / "1" / "result.json").is_file():  # job 1 (1 epoch) done, job 0 (40 epochs) still training
+            assert time.monotonic() < deadline and proc.poll() is None, "job 1 did not finish"
+            time.sleep(0.05)
+        assert not (sweep_dir / "0" / "result.json").is_file()
+        os.kill(idle_worker, signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        _kill_tree(proc)
+
+    assert proc.returncode == 0, stderr  # no run failed: the job the broken pool interrupted ran again
+    assert "Traceback" not in stderr, stderr
+    records = {r["job_num"]: r for r in records_under(sweep_dir)}
+    assert sorted(records) == [0, 1] and all(r["status"] == "completed" for r in records.values())
+    assert len(pd.read_csv(sweep_dir / "results.csv")) == 2

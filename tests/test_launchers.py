@@ -125,6 +125,17 @@ def test_slurm_preset_sets_partition_time_cpus_and_memory():
     assert over.partition == "cpu"
 
 
+def test_joblib_preset_is_sweeps_launcher_with_every_field_of_the_plugin():
+    from dataclasses import fields
+
+    from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
+
+    launcher = compose_with_hydra("hydra/launcher=joblib", "hydra.launcher.n_jobs=2").hydra.launcher
+    assert launcher._target_ == "hydra_plugins.sweep_joblib.JoblibLauncher"
+    plugin = {f.name: f.default for f in fields(JobLibLauncherConf) if f.name != "_target_"}
+    assert {key: launcher[key] for key in plugin} == plugin | {"n_jobs": 2}
+
+
 def test_ray_local_preset_stays_on_loopback():
     launcher = compose_with_hydra("hydra/launcher=ray_local").hydra.launcher
     assert launcher._target_ == "hydra_plugins.sweep_ray.LocalRayLauncher"

@@ -6,7 +6,8 @@ ends with ``TerminatedWorkerError``: the other jobs in progress are lost, none o
 run and no tables are written. :class:`JoblibLauncher` (``conf/hydra/launcher/joblib.yaml``,
 the plugin's fields) runs the same jobs the same way and, when the pool breaks, records the
 job whose worker died as ``failed`` (``worker process killed by SIGKILL (out of memory?)``),
-then runs the rest again in a fresh pool; completed jobs are reused by fingerprint.
+then runs the rest again in a fresh pool; completed jobs are reused by fingerprint. A worker
+that died between jobs fails no job; the interrupted ones run again.
 
 Which job's worker died is known exactly, not guessed (:mod:`hydra_plugins.sweep_joblib._watch`):
 each worker has a *witness*, a tiny child process that knows the job in progress. loky kills

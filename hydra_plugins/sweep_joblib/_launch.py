@@ -7,7 +7,8 @@ job that worker was running: it is recorded ``failed`` here, in the sweep's proc
 worker is gone), with the signal that killed it, and its job returns NaN like any failed
 run of a multirun. Every job without a result, including those the broken pool's other
 workers were running, then runs again in a fresh pool; jobs that had completed reuse
-their records. A break that no witness explains (nothing was marked) is raised as before.
+their records. A worker that died between jobs fails no job: the unfinished ones run again,
+up to :data:`MAX_UNEXPLAINED_BREAKS` times in a row before the break is raised as before.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 #: After a break, how long the witnesses of the jobs in progress may take to mark theirs.
 WITNESS_WAIT_S = 10.0
 
+#: Breaks in a row with no job to blame (a worker that died between jobs) before the launch gives up.
+MAX_UNEXPLAINED_BREAKS = 2
+
 #: loky's ``TerminatedWorkerError`` names the exit codes of the dead workers: ``{SIGKILL(-9)}``.
 EXIT_CODES = re.compile(r"exit codes of the workers are \{([^}]*)\}")
 
@@ -58,6 +62,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
 
     state = Singleton.get_state()
     done: dict[int, JobReturn] = {}
+    unexplained = 0
     while todo:
         since = time.time()
         args = (launcher.hydra_context, launcher.config, launcher.task_function, state)
@@ -68,13 +73,16 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
                 del todo[idx]
         except BrokenProcessPool as broken:
             killed = killed_jobs(sweep_dir, since)
-            if not killed:
+            unexplained = 0 if killed else unexplained + 1
+            if unexplained > MAX_UNEXPLAINED_BREAKS:
                 raise
             why = death(broken)
             for marker, note in killed:
                 done[note["job_num"]] = fail(marker, note, why)
                 todo.pop(note["job_num"], None)
                 log.warning("#%s %s: %s; recorded failed", note["job_num"], " ".join(note["overrides"]), why)
+            if not killed:
+                log.warning("%s between jobs", why)
             log.warning("running the %d unfinished job(s) again in a new pool", len(todo))
     return [done[idx] for idx in sorted(done)]
 
