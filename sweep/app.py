@@ -28,14 +28,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import sweep.backend  # noqa: F401  (quiet TensorFlow before anything imports it)
-from sweep.config import config_dir
+from sweep.config import SweepConfigError, config_dir
 from sweep.run import Job, primary_metric, run_job
 from sweep.scaling import apply_threads
+from sweep.sweep_dir import held, release
 
 log = logging.getLogger("sweep")
 
-#: The multirun dir of the job in progress, for the message after an interruption.
-_sweep_dir: str | None = None
 #: The name of the signal that asked this process to stop, once one has.
 _stopped_by: str | None = None
 
@@ -43,13 +42,14 @@ _stopped_by: str | None = None
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def run(cfg: DictConfig) -> float:
     """Run one composed config; log ``overrides -> metric (time)``; return the metric (NaN unless completed)."""
-    global _sweep_dir
     stop_if_asked()
     hydra_cfg = HydraConfig.get()
-    apply_threads(cfg, hydra_cfg.get("launcher"))
+    try:
+        apply_threads(cfg, hydra_cfg.get("launcher"))
+    except SweepConfigError:
+        pass  # run_job's check refuses the same value: the job is recorded failed, with the message
     overrides = list(hydra_cfg.overrides.task)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    _sweep_dir = hydra_cfg.sweep.dir if multirun else None
     sweep_dir = Path(hydra_cfg.sweep.dir) if multirun else None
     job = Job(Path(hydra_cfg.runtime.output_dir), hydra_cfg.job.get("num"), overrides, sweep_dir)
     record = run_job(cfg, job)
@@ -91,6 +91,7 @@ def main() -> None:
     try:
         _run_until_stopped()
     finally:
+        release()
         gc.disable()
         gc.freeze()
 
@@ -102,9 +103,8 @@ def _run_until_stopped() -> None:
         stop_if_asked()
     except KeyboardInterrupt as interrupt:
         name = str(interrupt) or "SIGINT"
-        multirun = _sweep_dir is not None or {"-m", "--multirun"} & set(sys.argv[1:])
-        where = _sweep_dir or "<its sweep dir>"  # a parallel launcher's jobs ran in other processes
-        resume = f"; rerun the same command with hydra.sweep.dir={where} to resume" if multirun else ""
+        claim = held()
+        resume = f"; rerun the same command with hydra.sweep.dir={claim.dir} to resume" if claim is not None else ""
         print(f"sweep: interrupted by {name}; finished runs are kept{resume}", file=sys.stderr)
         sys.exit(128 + getattr(signal, name, signal.SIGINT))
 

@@ -1,4 +1,4 @@
-"""Hydra callbacks: at the end of a multirun, write the sweep's tables, print its ranked summary and its failures.
+"""Hydra callbacks: a multirun holds its sweep dir while it runs; at its end, the sweep's tables, ranked summary and failures.
 
 Registered in ``conf/config.yaml`` under ``hydra.callbacks``. The tables are read back
 from the records on disk, so failed jobs show up in them and any launcher works.
@@ -22,6 +22,45 @@ def status_line(statuses: list[str]) -> str:
     counts = {status: statuses.count(status) for status in ("completed", "failed", "diverged")}
     parts = [f"{n} {status}" for status, n in counts.items() if n or status == "completed"]
     return f"{len(statuses)} run{'' if len(statuses) == 1 else 's'}: " + ", ".join(parts)
+
+
+def refuse(message: str) -> None:
+    """End the command with one line on stderr and exit status 1 (raised before Hydra can print a traceback)."""
+    print(f"sweep: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+class SweepDir(Callback):
+    """A multirun claims its sweep dir before any job starts (:func:`sweep.sweep_dir.claim`) and says where it is.
+
+    A second sweep into a dir that a live sweep holds, or a dir that cannot be written, is
+    refused with one line. A single run checks that its run dir can be written.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from sweep.config import SweepConfigError
+        from sweep.sweep_dir import claim
+
+        where = str(config.hydra.sweep.dir)
+        try:
+            claim(Path(where))
+        except SweepConfigError as error:
+            refuse(str(error))
+        print(f"Sweep dir: {where} (to resume it, rerun the same command with hydra.sweep.dir={where})", flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from sweep.sweep_dir import release
+
+        release()
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        where = Path(str(config.hydra.run.dir))
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            (where / ".sweep-write-check").touch()
+            (where / ".sweep-write-check").unlink()
+        except OSError as error:
+            refuse(f"hydra.run.dir={where}: cannot write there ({error.strerror or error})")
 
 
 class ResultsTable(Callback):

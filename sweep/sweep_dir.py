@@ -1,0 +1,164 @@
+"""A sweep dir has one writer at a time, and records of configs no longer swept are kept, not lost.
+
+* :func:`claim` is taken by the process that runs a multirun (its end-of-sweep callback's
+  ``on_multirun_start``) before any job starts, and released when the sweep ends or the
+  process exits. It is a :class:`filelock.SoftFileLease`: a marker file created atomically
+  (no ``fcntl``, so it works on the NFS and Lustre dirs SLURM and Ray users share between
+  machines), renewed by a heartbeat; a holder that was killed is detected at once on its own
+  machine (its pid is gone) and after the lease expires from any other. A second sweep into
+  a claimed dir is refused with one line naming the dir and the holder.
+* :func:`records_lock` serialises the few milliseconds in which a job decides whether to reuse
+  a record and moves records between job dirs, across every process of the sweep (joblib,
+  Ray and SLURM workers included).
+* :data:`KEPT` is where a job dir's record goes when the dir is taken by a job of another
+  config (the grid changed): ``<sweep dir>/kept/<fingerprint>/``, still read by
+  :func:`sweep.results.load` and reused, moved back, when its config is swept again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ContextManager
+
+from sweep.config import SweepConfigError
+from sweep.records import write_text
+
+LOCK = ".sweep.lock"
+HOLDER = ".sweep-holder.json"
+RECORDS_LOCK = ".records.lock"
+KEPT = "kept"
+#: Seconds a contender on another machine waits past a holder's last heartbeat before taking over.
+LEASE_S = 30.0
+#: Seconds a job waits for another job's reuse decision (each takes milliseconds).
+RECORDS_WAIT_S = 120.0
+
+
+class SweepDirInUse(SweepConfigError):
+    """Another live sweep holds the dir."""
+
+
+@dataclass
+class Claim:
+    """This process's hold on a sweep dir: the lease and the token that marks this run's records."""
+
+    dir: Path
+    run: str
+    lease: Any
+
+
+#: The claim this process holds, if any: released at exit, named by the interruption message.
+_held: Claim | None = None
+
+
+def claim(sweep_dir: Path) -> Claim:
+    """Create ``sweep_dir`` if needed and hold it for this process; :class:`SweepDirInUse` if another sweep does.
+
+    Raises :class:`SweepConfigError` naming ``hydra.sweep.dir`` when the dir cannot be made or written.
+    """
+    from filelock import SoftFileLease, Timeout
+
+    global _held
+    sweep_dir = Path(sweep_dir)
+    if _held is not None and _held.dir == sweep_dir:
+        return _held
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        lease = SoftFileLease(str(sweep_dir / LOCK), timeout=0, lease_duration=LEASE_S)
+        lease.acquire()
+    except Timeout:
+        raise SweepDirInUse(f"{sweep_dir} is in use by another sweep ({holder(sweep_dir)}); "
+                            "wait for it to end, or choose another hydra.sweep.dir") from None
+    except OSError as error:
+        raise SweepConfigError(f"hydra.sweep.dir={sweep_dir}: cannot write there ({error.strerror or error})") from None
+    run = uuid.uuid4().hex[:12]
+    since = time.strftime("%Y-%m-%d %H:%M:%S")
+    info = {"run": run, "pid": os.getpid(), "host": socket.gethostname(), "since": since, "command": " ".join(sys.argv)}
+    write_text(sweep_dir / HOLDER, json.dumps(info) + "\n")
+    _held = Claim(sweep_dir, run, lease)
+    return _held
+
+
+def release() -> None:
+    """Give up this process's claim, if it holds one."""
+    global _held
+    if _held is not None:
+        _held.lease.release(force=True)
+        _held = None
+
+
+def held() -> Claim | None:
+    """The claim this process holds."""
+    return _held
+
+
+def holder(sweep_dir: Path) -> str:
+    """Who holds (or last held) ``sweep_dir``: ``pid 123 on host since ...: command``."""
+    try:
+        info = json.loads((Path(sweep_dir) / HOLDER).read_text())
+        return f"pid {info['pid']} on {info['host']} since {info['since']}: {info['command']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "a process that has not said who it is yet"
+
+
+def current_run(sweep_dir: Path) -> str | None:
+    """The token of the run that holds ``sweep_dir`` now (its records carry it), or ``None``."""
+    try:
+        return str(json.loads((Path(sweep_dir) / HOLDER).read_text())["run"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def records_lock(sweep_dir: Path | None) -> ContextManager[Any]:
+    """Held while a job of ``sweep_dir`` looks for a reusable record and moves records (nothing for a single run)."""
+    if sweep_dir is None:
+        return nullcontext()
+    return _records_lock(Path(sweep_dir))
+
+
+@contextmanager
+def _records_lock(sweep_dir: Path) -> Iterator[None]:
+    from filelock import SoftFileLock, Timeout
+
+    lock = SoftFileLock(str(sweep_dir / RECORDS_LOCK), timeout=RECORDS_WAIT_S)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise SweepConfigError(f"{sweep_dir / RECORDS_LOCK}: held for {RECORDS_WAIT_S:.0f} s by {lock_holder_text(sweep_dir)}; "
+                               "if that process is gone, delete the file") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def lock_holder_text(sweep_dir: Path) -> str:
+    """The pid and host written in the records lock's marker file."""
+    try:
+        fields = (Path(sweep_dir) / RECORDS_LOCK).read_text().split()
+    except OSError:
+        return "another process"
+    return " on ".join(fields[:2]) or "another process"
+
+
+def kept_dirs(sweep_dir: Path, fprint: str) -> list[Path]:
+    """The dirs under :data:`KEPT` that hold a record of the config with fingerprint ``fprint``."""
+    return sorted(Path(sweep_dir, KEPT).glob(f"{fprint}*"))
+
+
+def new_kept_dir(sweep_dir: Path, fprint: str) -> Path:
+    """A fresh dir for a record of ``fprint`` set aside: ``kept/<fprint>``, or ``kept/<fprint>-2``, ... when taken."""
+    base = Path(sweep_dir, KEPT, fprint)
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{fprint}-{n}")
+    return candidate
