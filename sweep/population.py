@@ -163,6 +163,7 @@ def _fit_chunk(cfgs: Sequence[DictConfig], chunk: list[Member], data: Dataset, n
         state = compiled.TrainedState([w[i] for w in weights], [[s[i] for s in slot] for slot in slots], int(iterations[i]))
         fitted = compiled.fitted(member_cfg, history[: ran[i], i], state, input_shape, n_classes, f"population of {len(chunk)}")
         fitted.metrics["fit_time_s"] = per_member
+        fitted.n_train_rows, fitted.n_val_rows = len(chunk[i].fold.train), len(chunk[i].fold.val)
         fits.append(fitted)
     return fits
 

@@ -18,6 +18,8 @@ from typing import Any
 
 RECORD = "result.json"
 HISTORY = "history.csv"
+#: Left in a job dir whose record was moved to another dir: where it went.
+MOVED = "moved.txt"
 
 #: A run's outcome: ``completed``, ``failed`` (it raised) or ``diverged`` (its loss became NaN/inf).
 STATUSES = ("completed", "failed", "diverged")
@@ -67,6 +69,39 @@ def find_records(root: Path) -> Iterable[Path]:
     if root.is_file():
         return [root]
     return sorted(root.rglob(RECORD), key=lambda p: (len(p.parts), str(p)))
+
+
+def artifact_sizes(job_dir: Path, names: Iterable[str]) -> dict[str, int]:
+    """``{name: size in bytes}`` of the artifacts ``names`` written in ``job_dir``: a record lists them so reuse can check them."""
+    return {name: (Path(job_dir) / name).stat().st_size for name in names}
+
+
+def artifact_problem(job_dir: Path, record: dict[str, Any]) -> str | None:
+    """Why the artifacts ``record`` lists are not whole in ``job_dir`` (missing, or not the size recorded), or ``None``."""
+    listed = record.get("artifacts") or []
+    sizes = listed if isinstance(listed, dict) else dict.fromkeys(listed)
+    for name, size in sizes.items():
+        path = Path(job_dir) / name
+        if not path.is_file():
+            return f"its {name} is missing"
+        if size is not None and path.stat().st_size != size:
+            return f"its {name} has {path.stat().st_size} bytes, {size} when recorded"
+    return None
+
+
+def move_record(source: Path, dest: Path) -> None:
+    """Move the record in ``source`` and the artifacts it lists into ``dest``, the record last (renames, same file system).
+
+    ``source`` keeps a :data:`MOVED` note saying where the record went, so a job dir left
+    without a record is not taken for a crashed run.
+    """
+    source, dest = Path(source), Path(dest)
+    record = read_record(source)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in [*(record.get("artifacts") or []), RECORD]:
+        if (source / name).is_file():
+            os.replace(source / name, dest / name)
+    write_text(source / MOVED, f"{dest}\n")
 
 
 def history_csv(history: list[dict[str, float]]) -> str:

@@ -16,6 +16,7 @@ run its results through :func:`precompute`; the run then records them as its own
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shutil
@@ -27,26 +28,35 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
-from sweep.config import SweepConfigError, fingerprint, flatten, validate
+from sweep.config import UNFINGERPRINTED, SweepConfigError, fingerprint, flatten, validate
 from sweep.data import Dataset, load_dataset
 from sweep.records import (
     HISTORY,
+    MOVED,
     RECORD,
+    artifact_problem,
+    artifact_sizes,
     atomic_write,
     find_records,
     history_csv,
+    move_record,
     read_record,
     versions,
     write_record,
     write_text,
 )
 from sweep.splits import Fold, make_folds
+from sweep.sweep_dir import KEPT, current_run, kept_dirs, new_kept_dir, records_lock
 from sweep.tasks import Fitted
 from sweep.tasks import fit as fit_task
 
 log = logging.getLogger(__name__)
+
+#: The longest first line of an error kept in a record (the job's log has all of it).
+MAX_ERROR_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -84,19 +94,24 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
     """Run the config in ``cfg`` and write its record (and history, model) into ``job.dir``; return the record.
 
     A completed record of the same config already in the sweep is reused instead (the
-    returned record then has ``reused_from``).
+    returned record then has ``reused_from``). A record of another config in ``job.dir``
+    is moved aside (:data:`sweep.sweep_dir.KEPT`), never deleted.
     """
     job.dir.mkdir(parents=True, exist_ok=True)
     flat = flatten(cfg)
     fprint = fingerprint(flat)
-    reused = reuse(fprint, job)
+    run = current_run(job.sweep_dir) if job.sweep_dir is not None else None
+    with records_lock(job.sweep_dir):
+        _set_aside(fprint, job)
+        reused = reuse(fprint, job, flat, run)
+        if reused is None:
+            _clear(fprint, job)
     if reused is not None:
         log.info("reused completed run %s (fingerprint %s)", reused["reused_from"], fprint)
         return reused
     ahead = _precomputed.pop(fprint, None)
     if ahead is not None:
         log.info("trained ahead by the launcher, with other jobs as one population; recording its results")
-    _discard(job.dir)
     record: dict[str, Any] = {
         "status": "failed",
         "error": None,
@@ -104,23 +119,26 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
         "job_num": job.num,
         "overrides": job.overrides,
         "output_dir": str(job.dir),
+        "sweep_run": run,
         "seed": cfg.get("seed"),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **flat,
     }
     start = time.perf_counter()
     try:
-        fits = ahead if ahead is not None else _fit_folds(cfg, *check(cfg))  # a population checked its members
-        record |= _metrics(fits)
-        record["artifacts"] = _write_outputs(job.dir, fits)
+        if ahead is None:
+            data, folds = check(cfg)
+            fits = _fit_folds(cfg, data, folds)
+        else:  # a population checked its members
+            data, fits = load_dataset(cfg.dataset), ahead
+        record |= _about_data(data) | _metrics(fits)
+        record["artifacts"] = artifact_sizes(job.dir, _write_outputs(job.dir, fits))
         record["status"] = "diverged" if any(fit.diverged for _, fit in fits) else "completed"
         if record["status"] == "diverged":
-            record["error"] = "loss became NaN or inf; training stopped"
-    except SweepConfigError as error:
-        record["error"] = f"SweepConfigError: {error}"
-    except Exception as error:
+            record["error"] = "loss diverged: NaN or inf, or above 1e10 or 1e6 x its first epoch's (sweep.tasks.exploded)"
+    except (Exception, SystemExit) as error:  # SystemExit: user code called sys.exit(); this job fails, the sweep goes on
         _log_traceback_to_files()
-        record["error"] = f"{type(error).__name__}: {error}"
+        record["error"] = one_line(error)
     record["fit_time_s"] = record.get("fit_time_s", math.nan)
     record["elapsed_s"] = round(time.perf_counter() - start, 4)
     record["versions"] = versions()
@@ -146,48 +164,94 @@ def precompute(fprint: str, fits: list[tuple[int | None, Fitted]] | None) -> Non
         _precomputed[fprint] = fits
 
 
-def reusable(fprint: str, job: Job) -> bool:
-    """Whether :func:`reuse` would find a completed record for ``fprint`` (nothing is copied)."""
-    candidates = [job.dir]
+def _sources(fprint: str, job: Job) -> list[Path]:
+    """Where a record of ``fprint`` may be: the job's dir, the sweep's kept records, other job dirs of the sweep."""
+    found = [job.dir]
     if job.sweep_dir is not None:
-        candidates += _completed_index(Path(job.sweep_dir)).get(fprint, [])
-    return any(_completed(source, fprint) is not None for source in candidates)
+        found += kept_dirs(Path(job.sweep_dir), fprint) + _completed_index(Path(job.sweep_dir)).get(fprint, [])
+    return list(dict.fromkeys(found))
 
 
-def reuse(fprint: str, job: Job) -> dict[str, Any] | None:
-    """The completed record with fingerprint ``fprint`` in ``job.dir`` or elsewhere in ``job.sweep_dir``, now in ``job.dir``.
+def reusable(fprint: str, job: Job, flat: dict[str, Any]) -> bool:
+    """Whether :func:`reuse` would find a completed record for ``fprint`` (nothing is moved or copied)."""
+    return any(_reusable(source, fprint, flat)[0] is not None for source in _sources(fprint, job))
 
-    A record in ``job.dir`` is left untouched; one from another dir is copied in with its
-    artifacts (``output_dir``, ``job_num``, ``overrides`` set to this job's, ``reused_from``
-    to where it came from). ``None`` when there is none to reuse.
+
+def reuse(fprint: str, job: Job, flat: dict[str, Any], run: str | None = None) -> dict[str, Any] | None:
+    """The completed record of this config (``fprint``, ``flat``) found in the sweep, now in ``job.dir``; ``None`` if none.
+
+    A record in ``job.dir`` is left untouched. One from an earlier run of the sweep dir
+    (another job dir, or kept aside) is moved in with its artifacts, so the dir holds each
+    finished run once; one written by this run (``run``: a duplicate config of the grid) is
+    copied. A record of this config that cannot be reused is named in the log with the reason.
     """
-    candidates = [job.dir]
-    if job.sweep_dir is not None:
-        candidates += [d for d in _completed_index(Path(job.sweep_dir)).get(fprint, []) if d != job.dir]
-    for source in candidates:
-        record = _completed(source, fprint)
+    for source in _sources(fprint, job):
+        record, why = _reusable(source, fprint, flat)
+        if why is not None:
+            log.info("not reusing the run in %s: %s; training it again", source, why)
         if record is None:
             continue
         if source != job.dir:
-            for name in record.get("artifacts", []):
-                atomic_write(job.dir / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
-            if _completed(source, fprint) != record:  # rewritten while we copied: train instead
+            record = _bring(source, record, job, run)
+            if record is None:
                 continue
-            record |= {"output_dir": str(job.dir), "job_num": job.num, "overrides": job.overrides}
-            record["reused_from"] = str(source)
-            write_record(job.dir, record)
+        _note_versions(record)
         return record | {"reused_from": record.get("reused_from", str(source))}
     return None
 
 
-def _completed(job_dir: Path, fprint: str) -> dict[str, Any] | None:
-    """The record in ``job_dir`` if it is completed, has fingerprint ``fprint`` and all its artifacts exist."""
+def _reusable(job_dir: Path, fprint: str, flat: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """``(record, None)`` if ``job_dir`` holds a whole completed run of this config; else ``(None, why)`` (``why`` ``None``: another config's, or none)."""
     try:
         record = read_record(job_dir / RECORD)
-    except (OSError, ValueError):
-        return None
-    whole = all((job_dir / name).is_file() for name in record.get("artifacts", []))
-    return record if record.get("status") == "completed" and record.get("fingerprint") == fprint and whole else None
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as error:
+        return None, f"its {RECORD} is unreadable ({error})"
+    if record.get("fingerprint") != fprint:
+        return None, None
+    if record.get("status") != "completed":
+        return None, f"it {record.get('status')}"
+    changed = next((key for key, value in flat.items() if key not in UNFINGERPRINTED and not _equal(record.get(key), value)), None)
+    if changed is not None:
+        return None, f"its {changed}={record.get(changed)!r} is not this config's {flat[changed]!r} (its fingerprint is stale)"
+    problem = artifact_problem(job_dir, record)
+    return (None, problem) if problem else (record, None)
+
+
+def _equal(recorded: Any, value: Any) -> bool:
+    """Whether a value read back from a record's JSON is the config's ``value``."""
+    return json.dumps(recorded, sort_keys=True, default=str) == json.dumps(value, sort_keys=True, default=str)
+
+
+def _bring(source: Path, record: dict[str, Any], job: Job, run: str | None) -> dict[str, Any] | None:
+    """Move (or copy, for this run's own duplicate) the run in ``source`` into ``job.dir``; ``None`` if it changed meanwhile."""
+    index = _completed_index(Path(job.sweep_dir)) if job.sweep_dir is not None else {}
+    if run is not None and record.get("sweep_run") != run:
+        move_record(source, job.dir)
+        index[record["fingerprint"]] = [d for d in index.get(record["fingerprint"], []) if d != source]
+        if source.parent.name == KEPT:
+            shutil.rmtree(source, ignore_errors=True)
+    else:
+        for name in record.get("artifacts", []):
+            atomic_write(job.dir / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
+        if read_record(source / RECORD) != record:  # rewritten while we copied: train instead
+            return None
+    record |= {"output_dir": str(job.dir), "job_num": job.num, "overrides": job.overrides}
+    record |= {"reused_from": str(source), "sweep_run": run}
+    write_record(job.dir, record)
+    (job.dir / MOVED).unlink(missing_ok=True)
+    index.setdefault(record["fingerprint"], []).append(job.dir)
+    return record
+
+
+def _note_versions(record: dict[str, Any]) -> None:
+    """Log when a reused run was trained under another major version of TensorFlow, Keras or scikit-learn."""
+    then, now = record.get("versions") or {}, versions()
+    for name in ("tensorflow", "keras", "scikit-learn"):
+        old, new = str(then.get(name, "")), str(now.get(name, ""))
+        if old and new and old.split(".")[0] != new.split(".")[0]:
+            log.warning("reused run %s was trained with %s %s; %s %s is installed now", record.get("output_dir"), name, old, name, new)
 
 
 #: ``(sweep dir, {fingerprint: [dirs holding a completed record]})``, scanned once per sweep and process.
@@ -215,6 +279,35 @@ def _completed_index(sweep_dir: Path) -> dict[str, list[Path]]:
     return _index[1]
 
 
+def _kept_root(job: Job) -> Path:
+    """Where records set aside from ``job.dir`` go: the sweep dir's :data:`KEPT`, or the run dir's own for a single run."""
+    return Path(job.sweep_dir) if job.sweep_dir is not None else job.dir
+
+
+def _set_aside(fprint: str, job: Job) -> None:
+    """Move a record of another config than ``fprint`` (any status) out of ``job.dir`` into the kept records."""
+    try:
+        old = read_record(job.dir / RECORD)
+    except (OSError, ValueError):
+        return
+    if old.get("fingerprint") == fprint:
+        return
+    dest = new_kept_dir(_kept_root(job), str(old.get("fingerprint")))
+    move_record(job.dir, dest)
+    log.info("the run of another config in %s was moved to %s", job.dir, dest)
+    if job.sweep_dir is not None and old.get("status") == "completed":
+        index = _completed_index(Path(job.sweep_dir))
+        index[old["fingerprint"]] = [d for d in index.get(old["fingerprint"], []) if d != job.dir] + [dest]
+
+
+def _clear(fprint: str, job: Job) -> None:
+    """Remove this config's records that the run about to start supersedes: a stale one in ``job.dir``, failed ones kept aside."""
+    for stale in kept_dirs(_kept_root(job), fprint):
+        _discard(stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    _discard(job.dir)
+
+
 def _discard(job_dir: Path) -> None:
     """Remove a record (and the artifacts it lists) that this run will replace, the record first, and stray temporary files.
 
@@ -228,8 +321,28 @@ def _discard(job_dir: Path) -> None:
     (job_dir / RECORD).unlink(missing_ok=True)
     for name in old.get("artifacts", []):
         (job_dir / name).unlink(missing_ok=True)
+    (job_dir / MOVED).unlink(missing_ok=True)
     for leftover in job_dir.glob(".tmp-*"):  # from a run killed outright (SIGKILL) mid-write
         leftover.unlink(missing_ok=True)
+
+
+def one_line(error: BaseException) -> str:
+    """``"<type>: <first line of the message>"``, saying how many more lines the job's log holds.
+
+    Hydra's ``InstantiationException`` names the target on its first line and the error
+    the target raised on the next: both are kept, the target's error as its own one line.
+    """
+    lines = _message_lines(error)
+    more = f" [{len(lines) - 1} more lines in the job's log]" if len(lines) > 1 else ""
+    return f"{type(error).__name__}: {lines[0][:MAX_ERROR_CHARS]}{more}"
+
+
+def _message_lines(error: BaseException) -> list[str]:
+    cause = error.__cause__
+    if isinstance(error, InstantiationException) and cause is not None:
+        head, inner = str(error).splitlines()[0].rstrip(":"), _message_lines(cause)
+        return [f"{head}: {type(cause).__name__}: {inner[0]}", *inner[1:]]
+    return [line.strip() for line in str(error).splitlines() if line.strip()] or [""]
 
 
 def _log_traceback_to_files() -> None:
@@ -252,14 +365,33 @@ def _fit_folds(cfg: DictConfig, data: Dataset, folds: list[Fold]) -> list[tuple[
 
 
 def _metrics(fits: list[tuple[int | None, Fitted]]) -> dict[str, Any]:
-    """One fold: its metrics. Several (``validation.fold=null``): their mean, plus each fold's under ``fold_metrics``."""
+    """One fold: its metrics. Several (``validation.fold=null``): their mean, plus each fold's under ``fold_metrics``.
+
+    Either way with how it was trained (``trained_by``) and the rows it was fitted and scored
+    on (``n_train_rows``, ``n_val_rows``: the smallest fold's when there are several).
+    """
+    about = {
+        "trained_by": fits[0][1].trained_by,
+        "n_train_rows": min(fit.n_train_rows for _, fit in fits),
+        "n_val_rows": min(fit.n_val_rows for _, fit in fits),
+    }
     if len(fits) == 1:
-        return dict(fits[0][1].metrics)
+        return dict(fits[0][1].metrics) | about
     names = list(fits[0][1].metrics)
     out: dict[str, Any] = {name: float(np.mean([fit.metrics[name] for _, fit in fits])) for name in names}
     out["fit_time_s"] = float(sum(fit.metrics["fit_time_s"] for _, fit in fits))
-    out["fold_metrics"] = [{"fold": index, **fit.metrics} for index, fit in fits]
-    return out
+    out["fold_metrics"] = [
+        {"fold": index, **fit.metrics, "n_train_rows": fit.n_train_rows, "n_val_rows": fit.n_val_rows} for index, fit in fits
+    ]
+    return out | about
+
+
+def _about_data(data: Dataset) -> dict[str, Any]:
+    """What the record says of the dataset: whether its test split was stratified, the labels behind class indices."""
+    about: dict[str, Any] = {"test_split_stratified": data.stratified}
+    if data.classes is not None:
+        about["classes"] = list(data.classes)
+    return about
 
 
 def _write_outputs(job_dir: Path, fits: list[tuple[int | None, Fitted]]) -> list[str]:

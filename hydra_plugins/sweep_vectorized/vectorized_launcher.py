@@ -181,9 +181,10 @@ def members(configs: Sequence[DictConfig]) -> list[Member]:
             try:
                 cfg = task_config(config)
                 OmegaConf.resolve(cfg)  # a population may train where this job's hydra node is not set
-                fprint = fingerprint(flatten(cfg))
+                flat = flatten(cfg)
+                fprint = fingerprint(flat)
                 job = Job(Path(str(config.hydra.sweep.dir), str(config.hydra.sweep.subdir)).absolute(), index, [], Path(str(config.hydra.sweep.dir)))
-                found.append(Member(index, cfg, fprint, reusable(fprint, job)))
+                found.append(Member(index, cfg, fprint, reusable(fprint, job, flat)))
             except Exception as error:  # noqa: BLE001  the job reports it when it runs
                 log.debug("job #%d runs on its own: %s", index, error)
     finally:

@@ -36,6 +36,8 @@ class Fitted:
     artifacts: dict[str, Callable[[str], Any]] = field(default_factory=dict)
     diverged: bool = False
     trained_by: str = "model.fit"
+    n_train_rows: int = 0  # the rows it was fitted on
+    n_val_rows: int = 0  # the rows it was scored on
 
 
 #: A train loss above this is divergence, whatever the first epoch's was.
@@ -96,4 +98,5 @@ def fit(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
     start = time.perf_counter()
     fitted = task(cfg, x_train, y_train, x_val, y_val)
     fitted.metrics["fit_time_s"] = time.perf_counter() - start
+    fitted.n_train_rows, fitted.n_val_rows = len(x_train), len(x_val)
     return fitted
