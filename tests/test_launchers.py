@@ -341,3 +341,27 @@ def test_the_ray_preset_is_sweeps_launcher_with_the_plugins_fields():
     assert launcher._target_ == "hydra_plugins.sweep_ray.RayLauncher"
     assert launcher.ray.init.address == "auto" and dict(launcher.ray.remote) == {}
     assert compose_with_hydra("hydra/launcher=slurm").hydra.launcher._target_ == "hydra_plugins.sweep_slurm.SlurmLauncher"
+
+
+#: Runs the ``sweep`` command as if hydra-ray-launcher (the ``ray`` extra) were not installed.
+WITHOUT_RAY_EXTRA = """
+import sys
+sys.modules["hydra_plugins.hydra_ray_launcher"] = None  # every import of it fails, and Hydra's plugin scan skips it
+sys.argv[0] = "sweep"
+from sweep.app import main
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("choice", ["ray", "ray_local"])
+def test_a_ray_launcher_without_the_ray_extra_says_how_to_install_it(tmp_path, choice):
+    proc = subprocess.run(
+        [sys.executable, "-c", WITHOUT_RAY_EXTRA, "-m", "optimizer.lr=1e-3,1e-2", f"hydra/launcher={choice}",
+         f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert _last_stderr_line(proc) == f"sweep: hydra/launcher={choice} needs the ray extra: pip install 'sweep[ray]' (-e '.[ray]' in a checkout)"
+    assert "Traceback" not in proc.stderr
+    assert records_under(tmp_path) == []

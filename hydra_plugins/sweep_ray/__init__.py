@@ -10,13 +10,19 @@ single-machine mode (the one Ray uses on macOS and Windows:
 ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``), so the Ray it starts uses 127.0.0.1 throughout.
 It is set in this process before Ray is imported, and Ray's processes inherit it.
 
-Hydra imports every module under ``hydra_plugins`` when it starts, so this one stays light
-and defines nothing unless hydra-ray-launcher (the ``ray`` extra) is installed.
+Hydra imports every module under ``hydra_plugins`` when it starts, so this one stays light.
+Without hydra-ray-launcher (the ``ray`` extra) both presets say in one line how to install it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from hydra.core.utils import JobReturn
+from hydra.plugins.launcher import Launcher
 
 from hydra_plugins.sweep_joblib import own_preset
 
@@ -30,11 +36,14 @@ SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 own_preset("ray")  # conf/hydra/launcher/ray.yaml: the plugin's fields, sweep's launcher
 
-if _PluginLauncher is not None:
-    import sys
-    from collections.abc import Sequence
 
-    from hydra.core.utils import JobReturn
+def _refuse(message: str) -> None:
+    """End the command with one line on stderr (no traceback) and exit status 1."""
+    print(f"sweep: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+if _PluginLauncher is not None:
 
     class RayLauncher(_PluginLauncher):
         """hydra-ray-launcher's ``RayLauncher``; no cluster at the configured address is one line on stderr and exit 1."""
@@ -55,21 +64,35 @@ if _PluginLauncher is not None:
             except ConnectionError as error:
                 address = self.ray_cfg.init.get("address")
                 reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-                print(
-                    f"sweep: hydra/launcher={self.choice}: no Ray cluster at hydra.launcher.ray.init.address={address} "
-                    f"({reason}); start one with `ray start --head`, or use hydra/launcher=ray_local or joblib",
-                    file=sys.stderr,
-                    flush=True,
+                _refuse(
+                    f"hydra/launcher={self.choice}: no Ray cluster at hydra.launcher.ray.init.address={address} "
+                    f"({reason}); start one with `ray start --head`, or use hydra/launcher=ray_local or joblib"
                 )
-                raise SystemExit(1) from None
 
-    class LocalRayLauncher(RayLauncher):
-        """:class:`RayLauncher` starting Ray in single-machine mode on 127.0.0.1."""
+else:
 
-        choice = "ray_local"
+    class RayLauncher(Launcher):  # type: ignore[no-redef]
+        """Stands in for hydra-ray-launcher's launcher when the ray extra is missing: one line saying how to install it."""
+
+        choice = "ray"
+
+        def __init__(self, **config: Any) -> None:
+            _refuse(f"hydra/launcher={self.choice} needs the ray extra: pip install 'sweep[ray]' (-e '.[ray]' in a checkout)")
+
+        def setup(self, **kwargs: Any) -> None:  # abstract in Launcher; never called, __init__ exits
+            raise NotImplementedError
 
         def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-            os.environ[SINGLE_MACHINE_ENV] = "0"
-            if "ray._private.ray_constants" in sys.modules:  # Ray imported earlier in this process
-                sys.modules["ray._private.ray_constants"].ENABLE_RAY_CLUSTER = False
-            return super().launch(job_overrides, initial_job_idx)
+            raise NotImplementedError  # abstract in Launcher; never called, __init__ exits
+
+
+class LocalRayLauncher(RayLauncher):
+    """:class:`RayLauncher` starting Ray in single-machine mode on 127.0.0.1."""
+
+    choice = "ray_local"
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        os.environ[SINGLE_MACHINE_ENV] = "0"
+        if "ray._private.ray_constants" in sys.modules:  # Ray imported earlier in this process
+            sys.modules["ray._private.ray_constants"].ENABLE_RAY_CLUSTER = False
+        return super().launch(job_overrides, initial_job_idx)
