@@ -193,7 +193,12 @@ def test_when_every_run_failed_no_config_is_ranked_first(all_failed):
 
 def test_a_score_on_a_handful_of_validation_rows_is_flagged_under_the_table(small_validation, tmp_path):
     sweep_dir = copy_of(small_validation, tmp_path)
-    assert len(format_summary(summarize(load(sweep_dir))).splitlines()) == 2 + 2  # title, header, 2 configs
+    runs = load(sweep_dir)
+    assert runs["n_val_rows"].tolist() == [10, 10]  # each record says how many rows scored it
+    summary = summarize(runs)
+    assert summary["min_n_val_rows"].tolist() == [10, 10]
+    assert not [c for c in summary if "n_train_rows" in c or "n_val_rows" in c and c != "min_n_val_rows"]  # row counts, not metrics
+    assert len(format_summary(summary).splitlines()) == 2 + 2  # title, header, 2 configs
     # a record of a run scored on 4 rows (validation sets that small are refused today; older records may have them)
     edit_record(job_dir(sweep_dir, {"model.n_clusters": 3}) / "result.json", n_val_rows=4)
     summary = summarize(load(sweep_dir))
