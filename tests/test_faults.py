@@ -8,6 +8,7 @@ All of them run the real ``sweep`` command in a subprocess.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -73,6 +74,26 @@ def test_a_dead_workers_signal_is_read_from_lokys_error(signum, told):
     with pytest.raises(BrokenProcessPool) as broken:
         Parallel(n_jobs=2, backend="loky")(delayed(_kill_own_worker)(signum) for _ in range(2))
     assert death(broken.value) == told
+
+
+def test_after_a_break_only_jobs_whose_worker_died_unrecorded_are_blamed(tmp_path):
+    from hydra_plugins.sweep_joblib._launch import killed_jobs
+    from hydra_plugins.sweep_joblib._watch import KILLED, RUNNING
+
+    since = time.time()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a witness that has exited
+    note = {"witness_pid": gone.pid, "started": since + 1, "job_num": 0, "overrides": [], "config": {}}
+    marks = {"died": KILLED, "recorded_then_died": KILLED, "survivor": RUNNING}
+    for name, mark in marks.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / mark).write_text(json.dumps(note))
+    (tmp_path / "recorded_then_died" / "result.json").write_text("{}")  # written after the job started
+    os.utime(tmp_path / "recorded_then_died" / "result.json", (since + 2, since + 2))
+
+    killed = killed_jobs(tmp_path, since)
+    assert [path.parent.name for path, _ in killed] == ["died"]
+    assert sorted(p.parent.name for p in [*tmp_path.rglob(KILLED), *tmp_path.rglob(RUNNING)]) == ["died"]
 
 
 @pytest.mark.slow

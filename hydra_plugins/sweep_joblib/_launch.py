@@ -91,7 +91,8 @@ def killed_jobs(sweep_dir: Path, since: float) -> list[tuple[Path, dict[str, Any
     """The jobs started since ``since`` whose worker died by itself (:data:`KILLED`), with their notes.
 
     Waits (at most :data:`WITNESS_WAIT_S`) until no job is marked running by a live witness,
-    then removes the running marks left by the workers loky killed.
+    then removes the other marks: those of the workers loky killed, and of jobs that had
+    written their record before their worker died.
     """
     deadline = time.monotonic() + WITNESS_WAIT_S
     notes = _notes(sweep_dir, since)
@@ -100,10 +101,19 @@ def killed_jobs(sweep_dir: Path, since: float) -> list[tuple[Path, dict[str, Any
             break
         time.sleep(0.05)
         notes = _notes(sweep_dir, since)
-    for path, _ in notes:
-        if path.name == RUNNING:
+    killed = []
+    for path, note in notes:
+        if path.name == KILLED and not _recorded_itself(path.parent, note):
+            killed.append((path, note))
+        else:  # a survivor, or a job whose record was written before its worker died: it runs again (reused)
             path.unlink(missing_ok=True)
-    return [(path, note) for path, note in notes if path.name == KILLED]
+    return killed
+
+
+def _recorded_itself(job_dir: Path, note: dict[str, Any]) -> bool:
+    """Whether the job of ``note`` wrote its record before its worker died."""
+    record = job_dir / "result.json"
+    return record.is_file() and record.stat().st_mtime >= note["started"]
 
 
 def _notes(sweep_dir: Path, since: float) -> list[tuple[Path, dict[str, Any]]]:
@@ -143,12 +153,10 @@ def death(broken: BaseException) -> str:
 
 
 def fail(marker: Path, note: dict[str, Any], error: str) -> JobReturn:
-    """Record the job of ``note`` failed with ``error`` (unless it recorded itself before dying); its NaN result."""
+    """Record the job of ``note`` failed with ``error``; its result, NaN."""
     job_dir = marker.parent
     cfg = OmegaConf.create(note["config"])
-    record = job_dir / "result.json"
-    if not (record.is_file() and record.stat().st_mtime >= note["started"]):
-        _record_failure(cfg, job_dir, note, error, elapsed=marker.stat().st_mtime - note["started"])
+    _record_failure(cfg, job_dir, note, error, elapsed=marker.stat().st_mtime - note["started"])
     marker.unlink()
     hydra_yaml = job_dir / ".hydra" / "hydra.yaml"
     hydra_cfg = OmegaConf.load(hydra_yaml) if hydra_yaml.is_file() else None
