@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sweep.records import atomic_write, find_records, read_record
+from sweep.records import MOVED, RECORD, atomic_write, find_records, read_record
 from sweep.splits import MIN_VALIDATION_ROWS
 
 RESULTS_CSV = "results.csv"
@@ -114,10 +114,10 @@ def load(*paths: str | Path) -> pd.DataFrame:
 
 
 def _dirs_without_record(root: Path) -> list[Path]:
-    """Hydra job dirs (they hold ``.hydra/``) under ``root`` that have no record."""
+    """Hydra job dirs (they hold ``.hydra/``) under ``root`` that have no record, and whose record was not moved elsewhere."""
     if not root.is_dir():
         return []
-    return sorted(d.parent for d in root.rglob(".hydra") if not (d.parent / "result.json").exists())
+    return sorted(d.parent for d in root.rglob(".hydra") if not any((d.parent / name).exists() for name in (RECORD, MOVED)))
 
 
 def _row(record: dict[str, Any], job_dir: Path) -> dict[str, Any]:
@@ -235,20 +235,21 @@ def summarize(runs: pd.DataFrame, metric: str | None = None, aggregate_seeds: bo
     seeds = list(runs["seed"].dropna().unique()) if aggregate_seeds and "seed" in runs else [None]
     folds = fold_rows(runs)
     groups = folds.groupby(keys, dropna=False, sort=False) if keys else [((), folds)]
-    summary = pd.DataFrame([{**dict(zip(keys, key)), **_config_row(sub, names, seeds)} for key, sub in groups])
+    swept = swept_folds(runs)
+    summary = pd.DataFrame([{**dict(zip(keys, key)), **_config_row(sub, names, seeds, swept)} for key, sub in groups])
     score = summary[f"mean_{metric}"].where(scored(summary, metric))
     rank = score.rank(method="min", ascending=not higher).fillna(len(summary)).astype(int)
     summary.insert(0, f"rank_{metric}", rank)
     return summary.sort_values(f"rank_{metric}", kind="stable").reset_index(drop=True)
 
 
-def _config_row(sub: pd.DataFrame, names: list[str], seeds: list[Any]) -> dict[str, Any]:
+def _config_row(sub: pd.DataFrame, names: list[str], seeds: list[Any], swept: frozenset[int]) -> dict[str, Any]:
     """The summary columns of one config from its fold rows ``sub``, except its keys and rank."""
     per_run = sub.drop_duplicates("output_dir")
     row: dict[str, Any] = {
         "n_runs": len(per_run),
         "n_failed": int((per_run["status"] != "completed").sum()),
-        "n_missing": missing_folds(sub, seeds),
+        "n_missing": missing_folds(sub, seeds, swept),
         "min_n_val_rows": _ignoring_nan(np.nanmin, _floats(sub, "n_val_rows")),
         "mean_fit_time_s": _ignoring_nan(np.nanmean, _floats(sub, "fit_time_s")),
     }
@@ -261,17 +262,29 @@ def _config_row(sub: pd.DataFrame, names: list[str], seeds: list[Any]) -> dict[s
     return row
 
 
-def missing_folds(sub: pd.DataFrame, seeds: list[Any]) -> int:
+def swept_folds(runs: pd.DataFrame) -> frozenset[int]:
+    """The folds the runs ask for: each fold some run trained as its own job, and every fold when a run trains them in-process."""
+    swept = set(runs[FOLD].dropna().astype(int)) if FOLD in runs else set()
+    if "fold_metrics" in runs and runs["fold_metrics"].map(lambda folds: isinstance(folds, list)).any():
+        n_splits = pd.to_numeric(runs.get("validation.n_splits", pd.Series(dtype=float)), errors="coerce").max()
+        swept |= set(range(0 if pd.isna(n_splits) else int(n_splits)))
+    return frozenset(swept)
+
+
+def missing_folds(sub: pd.DataFrame, seeds: list[Any], swept: frozenset[int]) -> int:
     """How many folds of one config (its fold rows ``sub``) have no record: a killed job, a deleted record.
 
-    The config asks for ``validation.n_splits`` folds (1 for a holdout) for each of ``seeds``
-    (``[None]``: seeds are not pooled; else every seed of the table, so a seed lost whole is
-    counted too). A run that trained every fold in-process brings one row per entry of its
-    ``fold_metrics``; one that failed or diverged on the way accounts for all its folds
-    (they are failed, counted in ``n_failed``, not missing).
+    The config asks for the folds of its ``validation.n_splits`` among ``swept``
+    (:func:`swept_folds`; 1 for a holdout), for each of ``seeds`` (``[None]``: seeds are not
+    pooled; else every seed of the table, so a seed lost whole is counted too). A fold that
+    no config ran was not asked for: ``validation.fold=0,1`` of 5 ranks every config on folds
+    0 and 1. A run that trained every fold in-process brings one row per entry of its
+    ``fold_metrics``; one that failed or diverged on the way accounts for all its folds (they
+    are failed, counted in ``n_failed``, not missing).
     """
     n_splits = pd.to_numeric(sub.get("validation.n_splits", pd.Series(dtype=float)), errors="coerce").max()
     n_splits = 1 if pd.isna(n_splits) else int(n_splits)
+    expected = {k for k in swept if k < n_splits}
     missing = 0
     for seed in seeds:
         rows = sub if seed is None else sub[sub["seed"] == seed]
@@ -279,12 +292,9 @@ def missing_folds(sub: pd.DataFrame, seeds: list[Any]) -> int:
         unfinished = rows[rows["status"] != "completed"]
         unfinished_in_process = folds[unfinished.index].isna().any() or unfinished["output_dir"].duplicated().any()
         if rows.empty:
-            covered = 0
-        elif n_splits == 1 or unfinished_in_process:
-            covered = n_splits
-        else:
-            covered = min(n_splits, folds.dropna().nunique())
-        missing += n_splits - covered
+            missing += max(len(expected), 1)
+        elif n_splits > 1 and not unfinished_in_process:
+            missing += len(expected - set(folds.dropna().astype(int)))
     return missing
 
 
