@@ -126,6 +126,16 @@ def test_a_config_with_a_lost_fold_record_ranks_last_and_is_never_refit(folds_as
     assert header[header.index("n_failed") + 1] == "n_missing"
 
 
+def test_a_sweep_over_some_of_the_folds_ranks_every_config_on_those_folds(folds_as_jobs, tmp_path):
+    sweep_dir = copy_of(folds_as_jobs, tmp_path)
+    for path in sweep_dir.glob("*/result.json"):  # as if the sweep had been validation.fold=0,1 of 3
+        if json.loads(path.read_text())["validation.fold"] == 2:
+            shutil.rmtree(path.parent)
+    summary = summarize(load(sweep_dir))
+    assert summary["n_missing"].tolist() == [0, 0, 0, 0] and summary["rank_ari"].tolist() == [1, 2, 3, 4]
+    assert not summary["mean_ari"].isna().any() and "split2_ari" not in summary
+
+
 def test_with_seeds_aggregated_a_config_expects_every_fold_of_every_seed(folds_as_jobs, tmp_path):
     sweep_dir = copy_of(folds_as_jobs, tmp_path)
     for fold in (0, 1, 2):  # every run of n_clusters=6 with seed 1 lost
