@@ -112,18 +112,7 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
     ahead = _precomputed.pop(fprint, None)
     if ahead is not None:
         log.info("trained ahead by the launcher, with other jobs as one population; recording its results")
-    record: dict[str, Any] = {
-        "status": "failed",
-        "error": None,
-        "fingerprint": fprint,
-        "job_num": job.num,
-        "overrides": job.overrides,
-        "output_dir": str(job.dir),
-        "sweep_run": run,
-        "seed": cfg.get("seed"),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **flat,
-    }
+    record = _new_record(job, flat, fprint, run, datetime.now(timezone.utc))
     start = time.perf_counter()
     try:
         if ahead is None:
@@ -145,6 +134,32 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
     write_record(job.dir, record)
     if job.sweep_dir is not None and record["status"] == "completed":
         _completed_index(Path(job.sweep_dir)).setdefault(fprint, []).append(job.dir)
+    return record
+
+
+def _new_record(job: Job, flat: dict[str, Any], fprint: str, run: str | None, started: datetime) -> dict[str, Any]:
+    """The record of a run of config ``flat`` in ``job`` before anything is known of its outcome: failed, no error yet."""
+    return {
+        "status": "failed",
+        "error": None,
+        "fingerprint": fprint,
+        "job_num": job.num,
+        "overrides": job.overrides,
+        "output_dir": str(job.dir),
+        "sweep_run": run,
+        "seed": flat.get("seed"),
+        "started_at": started.isoformat(timespec="seconds"),
+        **flat,
+    }
+
+
+def record_failure(cfg: DictConfig, job: Job, error: str, started: float, elapsed_s: float) -> dict[str, Any]:
+    """Write the failed record of a run whose process died before it could write one (its launcher writes it); return it."""
+    flat = flatten(cfg)
+    run = current_run(job.sweep_dir) if job.sweep_dir is not None else None
+    record = _new_record(job, flat, fingerprint(flat), run, datetime.fromtimestamp(started, timezone.utc))
+    record |= {"error": error, "fit_time_s": math.nan, "elapsed_s": round(elapsed_s, 4), "versions": versions()}
+    write_record(job.dir, record)
     return record
 
 

@@ -21,7 +21,6 @@ import re
 import time
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +77,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
                 raise
             why = death(broken)
             for marker, note in killed:
-                done[note["job_num"]] = fail(marker, note, why)
+                done[note["job_num"]] = fail(marker, note, why, sweep_dir)
                 todo.pop(note["job_num"], None)
                 log.warning("#%s %s: %s; recorded failed", note["job_num"], " ".join(note["overrides"]), why)
             if not killed:
@@ -152,11 +151,14 @@ def death(broken: BaseException) -> str:
     return "worker process died" + (f" (exit codes {match.group(1)})" if match else "")
 
 
-def fail(marker: Path, note: dict[str, Any], error: str) -> JobReturn:
+def fail(marker: Path, note: dict[str, Any], error: str, sweep_dir: Path) -> JobReturn:
     """Record the job of ``note`` failed with ``error``; its result, NaN."""
+    from sweep.run import Job, record_failure
+
     job_dir = marker.parent
     cfg = OmegaConf.create(note["config"])
-    _record_failure(cfg, job_dir, note, error, elapsed=marker.stat().st_mtime - note["started"])
+    job = Job(job_dir, note["job_num"], note["overrides"], sweep_dir)
+    record_failure(cfg, job, error, note["started"], elapsed_s=marker.stat().st_mtime - note["started"])
     marker.unlink()
     hydra_yaml = job_dir / ".hydra" / "hydra.yaml"
     hydra_cfg = OmegaConf.load(hydra_yaml) if hydra_yaml.is_file() else None
@@ -170,27 +172,3 @@ def fail(marker: Path, note: dict[str, Any], error: str) -> JobReturn:
         status=JobStatus.COMPLETED,  # as the app returns for a failed run of a multirun: the sweep goes on
         _return_value=math.nan,
     )
-
-
-def _record_failure(cfg: DictConfig, job_dir: Path, note: dict[str, Any], error: str, elapsed: float) -> None:
-    """Write the failed record :func:`sweep.run.run_job` would have written for the job of ``note``."""
-    from sweep.config import fingerprint, flatten
-    from sweep.records import versions, write_record
-
-    flat = flatten(cfg)
-    started = datetime.fromtimestamp(note["started"], timezone.utc).isoformat(timespec="seconds")
-    record = {
-        "status": "failed",
-        "error": error,
-        "fingerprint": fingerprint(flat),
-        "job_num": note["job_num"],
-        "overrides": note["overrides"],
-        "output_dir": str(job_dir),
-        "seed": cfg.get("seed"),
-        "started_at": started,
-        **flat,
-        "fit_time_s": math.nan,
-        "elapsed_s": round(elapsed, 4),
-        "versions": versions(),
-    }
-    write_record(job_dir, record)
