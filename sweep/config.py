@@ -467,6 +467,26 @@ def flatten(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
+def unflatten(record: dict[str, Any]) -> DictConfig:
+    """The config a record (or :func:`flatten`'s output) holds: its dotted keys and the top-level keys of :class:`Config`.
+
+    Raises :class:`SweepConfigError` when the record has a ``fingerprint`` that the rebuilt config does not match.
+    """
+    top = {f.name for f in fields(Config)} - {"task", "dataset", "model", "regularizer", "optimizer", "validation", "trainer"}
+    flat = {key: value for key, value in record.items() if "." in key or key in top}
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *path, leaf = key.split(".")
+        node = nested
+        for part in path:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    cfg = OmegaConf.create(nested)
+    if "fingerprint" in record and fingerprint(flatten(cfg)) != record["fingerprint"]:
+        raise SweepConfigError(f"{record.get('output_dir', 'a record')}: its config cannot be rebuilt from its keys (the fingerprint differs)")
+    return cfg
+
+
 #: Keys that change neither the metrics nor the artifacts, left out of the fingerprint.
 UNFINGERPRINTED = frozenset({"trainer.verbose", "fail_on_error", "threads"})
 

@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config import fingerprint, flatten, validate
+from sweep.config import fingerprint, flatten, unflatten, validate
 from sweep.data import load_dataset
-from sweep.records import atomic_write, versions, write_record
+from sweep.records import atomic_write, read_record, versions, write_record
 from sweep.results import fold_rows, load, runs_of, scored, summarize
 from sweep.tasks import fit as fit_task
 
@@ -48,10 +48,23 @@ def best_config(sweep_dir: str | Path, metric: str | None = None, aggregate_seed
     best = summary.iloc[0]
     done = runs_of(runs, best)
     job_dir = Path(done[done["status"] == "completed"]["output_dir"].iloc[0])
-    cfg = OmegaConf.load(job_dir / ".hydra" / "config.yaml")
-    assert isinstance(cfg, DictConfig)
+    cfg = config_of(job_dir)
     chosen = {"metric": metric, f"mean_{metric}": float(best[f"mean_{metric}"]), "restored_epochs": restored_epochs(done)}
     return job_dir, cfg, chosen
+
+
+def config_of(job_dir: Path) -> DictConfig:
+    """The config of the run recorded in ``job_dir``: its ``.hydra/config.yaml``, or rebuilt from the record.
+
+    A record kept aside from a job dir that a later sweep took (``kept/<fingerprint>/``) has
+    no ``.hydra`` of its own, and the one in its old dir belongs to that dir's new job.
+    """
+    record = read_record(job_dir)
+    saved = job_dir / ".hydra" / "config.yaml"
+    cfg = OmegaConf.load(saved) if saved.is_file() else None
+    if isinstance(cfg, DictConfig) and fingerprint(flatten(cfg)) == record.get("fingerprint"):
+        return cfg
+    return unflatten(record)
 
 
 def restored_epochs(runs: pd.DataFrame) -> list[float]:

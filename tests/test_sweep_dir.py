@@ -152,6 +152,20 @@ def test_a_changed_grid_keeps_the_runs_it_no_longer_sweeps(tmp_path: Path) -> No
     assert len(summary.strip().splitlines()) == 1 + 3, "the end-of-sweep table holds every finished run of the dir"
 
 
+@pytest.mark.slow
+def test_a_kept_run_that_ranks_first_is_the_one_refit(tmp_path: Path) -> None:
+    run_sweep("-m", "task=cluster", "model.n_clusters=10,2", "hydra.sweep.dir=d", cwd=tmp_path)
+    run_sweep("-m", "task=cluster", "model.n_clusters=2,3", "hydra.sweep.dir=d", cwd=tmp_path)
+    best = load(tmp_path / "d").sort_values("ari").iloc[-1]
+    assert best["model.n_clusters"] == 10 and "kept" in Path(best["output_dir"]).parts
+    results = str(Path(SWEEP).with_name("sweep-results"))
+    refit = subprocess.run([results, "d", "--refit"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert refit.returncode == 0, refit.stderr
+    record = json.loads((tmp_path / "d" / "refit" / RECORD).read_text())
+    assert record["status"] == "completed" and record["model.n_clusters"] == 10
+    assert record["refit_of"] == best["output_dir"]
+
+
 # ------------------------------------------------------------------- what reuse checks
 
 
