@@ -92,15 +92,19 @@ def artifact_problem(job_dir: Path, record: dict[str, Any]) -> str | None:
 def move_record(source: Path, dest: Path) -> None:
     """Move the record in ``source`` and the artifacts it lists into ``dest``, the record last (renames, same file system).
 
-    ``source`` keeps a :data:`MOVED` note saying where the record went, so a job dir left
-    without a record is not taken for a crashed run.
+    A new ``dest`` is filled under a temporary name and renamed into place whole. ``source``
+    keeps a :data:`MOVED` note saying where the record went, so a job dir left without a
+    record is not taken for a crashed run.
     """
     source, dest = Path(source), Path(dest)
     record = read_record(source)
-    dest.mkdir(parents=True, exist_ok=True)
+    into = dest if dest.is_dir() else dest.with_name(f".tmp-{os.getpid()}-{dest.name}")
+    into.mkdir(parents=True, exist_ok=True)
     for name in [*(record.get("artifacts") or []), RECORD]:
         if (source / name).is_file():
-            os.replace(source / name, dest / name)
+            os.replace(source / name, into / name)
+    if into != dest:
+        os.rename(into, dest)
     write_text(source / MOVED, f"{dest}\n")
 
 

@@ -6,9 +6,9 @@ record returned, so a sweep goes on and its tables show the failure. The caller 
 what a failure means for the process. Only an interruption (``KeyboardInterrupt``)
 propagates, leaving no record, so the run is redone on resume.
 
-Resume: a completed record whose fingerprint equals the config's, in the job's dir or in
-any dir of the same sweep, is reused instead of training again (copied, with its
-artifacts, when it lives elsewhere). Failed and diverged records are never reused.
+Resume: a whole completed run of the config anywhere in the sweep dir is reused instead of
+training again, and no finished run of another config is lost (:mod:`sweep.resume`). Failed
+and diverged records are never reused.
 
 A launcher that trains several configs at once (``hydra/launcher=vectorized``) hands each
 run its results through :func:`precompute`; the run then records them as its own.
@@ -16,13 +16,10 @@ run its results through :func:`precompute`; the run then records them as its own
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,42 +28,19 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
-from sweep.config import UNFINGERPRINTED, SweepConfigError, fingerprint, flatten, validate
+from sweep.config import SweepConfigError, fingerprint, flatten, validate
 from sweep.data import Dataset, load_dataset
-from sweep.records import (
-    HISTORY,
-    MOVED,
-    RECORD,
-    artifact_problem,
-    artifact_sizes,
-    atomic_write,
-    find_records,
-    history_csv,
-    move_record,
-    read_record,
-    versions,
-    write_record,
-    write_text,
-)
+from sweep.records import HISTORY, artifact_sizes, atomic_write, history_csv, versions, write_record, write_text
+from sweep.resume import completed, prepare, set_aside, whole_run
 from sweep.splits import Fold, make_folds
-from sweep.sweep_dir import KEPT, current_run, kept_dirs, new_kept_dir, records_lock
-from sweep.tasks import Fitted
+from sweep.sweep_dir import Job, current_run, records_lock
+from sweep.tasks import LOSS_BOUND, LOSS_GROWTH, Fitted
 from sweep.tasks import fit as fit_task
 
 log = logging.getLogger(__name__)
 
 #: The longest first line of an error kept in a record (the job's log has all of it).
 MAX_ERROR_CHARS = 300
-
-
-@dataclass(frozen=True)
-class Job:
-    """Where a run writes and how the launcher knows it."""
-
-    dir: Path
-    num: int | None = None
-    overrides: list[str] = field(default_factory=list)
-    sweep_dir: Path | None = None  # a multirun's root: its completed records may be reused
 
 
 def primary_metric(cfg: DictConfig, record: dict[str, Any]) -> float:
@@ -101,11 +75,7 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
     flat = flatten(cfg)
     fprint = fingerprint(flat)
     run = current_run(job.sweep_dir) if job.sweep_dir is not None else None
-    with records_lock(job.sweep_dir):
-        _set_aside(fprint, job)
-        reused = reuse(fprint, job, flat, run)
-        if reused is None:
-            _clear(fprint, job)
+    reused = prepare(fprint, flat, job, run)
     if reused is not None:
         log.info("reused completed run %s (fingerprint %s)", reused["reused_from"], fprint)
         return reused
@@ -124,7 +94,7 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
         record["artifacts"] = artifact_sizes(job.dir, _write_outputs(job.dir, fits))
         record["status"] = "diverged" if any(fit.diverged for _, fit in fits) else "completed"
         if record["status"] == "diverged":
-            record["error"] = "loss diverged: NaN or inf, or above 1e10 or 1e6 x its first epoch's (sweep.tasks.exploded)"
+            record["error"] = f"loss diverged: NaN or inf, or above {LOSS_BOUND:g} or {LOSS_GROWTH:g} x its first epoch's"
     except (Exception, SystemExit) as error:  # SystemExit: user code called sys.exit(); this job fails, the sweep goes on
         _log_traceback_to_files()
         record["error"] = one_line(error)
@@ -132,8 +102,8 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
     record["elapsed_s"] = round(time.perf_counter() - start, 4)
     record["versions"] = versions()
     write_record(job.dir, record)
-    if job.sweep_dir is not None and record["status"] == "completed":
-        _completed_index(Path(job.sweep_dir)).setdefault(fprint, []).append(job.dir)
+    if record["status"] == "completed":
+        completed(fprint, job)
     return record
 
 
@@ -154,12 +124,22 @@ def _new_record(job: Job, flat: dict[str, Any], fprint: str, run: str | None, st
 
 
 def record_failure(cfg: DictConfig, job: Job, error: str, started: float, elapsed_s: float) -> dict[str, Any]:
-    """Write the failed record of a run whose process died before it could write one (its launcher writes it); return it."""
+    """Write the failed record of a run whose process died before it could write one (its launcher writes it); return it.
+
+    Another config's record in ``job.dir`` is set aside first; a whole completed run of this
+    config already there (written or reused before the process died) is kept and returned.
+    """
     flat = flatten(cfg)
+    fprint = fingerprint(flat)
     run = current_run(job.sweep_dir) if job.sweep_dir is not None else None
-    record = _new_record(job, flat, fingerprint(flat), run, datetime.fromtimestamp(started, timezone.utc))
-    record |= {"error": error, "fit_time_s": math.nan, "elapsed_s": round(elapsed_s, 4), "versions": versions()}
-    write_record(job.dir, record)
+    with records_lock(job.sweep_dir):
+        set_aside(fprint, job)
+        done, _ = whole_run(job.dir, fprint, flat)
+        if done is not None:
+            return done
+        record = _new_record(job, flat, fprint, run, datetime.fromtimestamp(started, timezone.utc))
+        record |= {"error": error, "fit_time_s": math.nan, "elapsed_s": round(elapsed_s, 4), "versions": versions()}
+        write_record(job.dir, record)
     return record
 
 
@@ -177,168 +157,6 @@ def precompute(fprint: str, fits: list[tuple[int | None, Fitted]] | None) -> Non
         _precomputed.pop(fprint, None)
     else:
         _precomputed[fprint] = fits
-
-
-def _sources(fprint: str, job: Job) -> list[Path]:
-    """Where a record of ``fprint`` may be: the job's dir, the sweep's kept records, other job dirs of the sweep."""
-    found = [job.dir]
-    if job.sweep_dir is not None:
-        found += kept_dirs(Path(job.sweep_dir), fprint) + _completed_index(Path(job.sweep_dir)).get(fprint, [])
-    return list(dict.fromkeys(found))
-
-
-def reusable(fprint: str, job: Job, flat: dict[str, Any]) -> bool:
-    """Whether :func:`reuse` would find a completed record for ``fprint`` (nothing is moved or copied)."""
-    return any(_reusable(source, fprint, flat)[0] is not None for source in _sources(fprint, job))
-
-
-def reuse(fprint: str, job: Job, flat: dict[str, Any], run: str | None = None) -> dict[str, Any] | None:
-    """The completed record of this config (``fprint``, ``flat``) found in the sweep, now in ``job.dir``; ``None`` if none.
-
-    A record in ``job.dir`` is left untouched. One from an earlier run of the sweep dir
-    (another job dir, or kept aside) is moved in with its artifacts, so the dir holds each
-    finished run once; one written by this run (``run``: a duplicate config of the grid) is
-    copied. A record of this config that cannot be reused is named in the log with the reason.
-    """
-    for source in _sources(fprint, job):
-        record, why = _reusable(source, fprint, flat)
-        if why is not None:
-            log.info("not reusing the run in %s: %s; training it again", source, why)
-        if record is None:
-            continue
-        if source != job.dir:
-            record = _bring(source, record, job, run)
-            if record is None:
-                continue
-        _note_versions(record)
-        return record | {"reused_from": record.get("reused_from", str(source))}
-    return None
-
-
-def _reusable(job_dir: Path, fprint: str, flat: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """``(record, None)`` if ``job_dir`` holds a whole completed run of this config; else ``(None, why)`` (``why`` ``None``: another config's, or none)."""
-    try:
-        record = read_record(job_dir / RECORD)
-    except FileNotFoundError:
-        return None, None
-    except (OSError, ValueError) as error:
-        return None, f"its {RECORD} is unreadable ({error})"
-    if record.get("fingerprint") != fprint:
-        return None, None
-    if record.get("status") != "completed":
-        return None, f"it {record.get('status')}"
-    changed = next((key for key, value in flat.items() if key not in UNFINGERPRINTED and not _equal(record.get(key), value)), None)
-    if changed is not None:
-        return None, f"its {changed}={record.get(changed)!r} is not this config's {flat[changed]!r} (its fingerprint is stale)"
-    problem = artifact_problem(job_dir, record)
-    return (None, problem) if problem else (record, None)
-
-
-def _equal(recorded: Any, value: Any) -> bool:
-    """Whether a value read back from a record's JSON is the config's ``value``."""
-    return json.dumps(recorded, sort_keys=True, default=str) == json.dumps(value, sort_keys=True, default=str)
-
-
-def _bring(source: Path, record: dict[str, Any], job: Job, run: str | None) -> dict[str, Any] | None:
-    """Move (or copy, for this run's own duplicate) the run in ``source`` into ``job.dir``; ``None`` if it changed meanwhile."""
-    index = _completed_index(Path(job.sweep_dir)) if job.sweep_dir is not None else {}
-    if run is not None and record.get("sweep_run") != run:
-        move_record(source, job.dir)
-        index[record["fingerprint"]] = [d for d in index.get(record["fingerprint"], []) if d != source]
-        if source.parent.name == KEPT:
-            shutil.rmtree(source, ignore_errors=True)
-    else:
-        for name in record.get("artifacts", []):
-            atomic_write(job.dir / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
-        if read_record(source / RECORD) != record:  # rewritten while we copied: train instead
-            return None
-    record |= {"output_dir": str(job.dir), "job_num": job.num, "overrides": job.overrides}
-    record |= {"reused_from": str(source), "sweep_run": run}
-    write_record(job.dir, record)
-    (job.dir / MOVED).unlink(missing_ok=True)
-    index.setdefault(record["fingerprint"], []).append(job.dir)
-    return record
-
-
-def _note_versions(record: dict[str, Any]) -> None:
-    """Log when a reused run was trained under another major version of TensorFlow, Keras or scikit-learn."""
-    then, now = record.get("versions") or {}, versions()
-    for name in ("tensorflow", "keras", "scikit-learn"):
-        old, new = str(then.get(name, "")), str(now.get(name, ""))
-        if old and new and old.split(".")[0] != new.split(".")[0]:
-            log.warning("reused run %s was trained with %s %s; %s %s is installed now", record.get("output_dir"), name, old, name, new)
-
-
-#: ``(sweep dir, {fingerprint: [dirs holding a completed record]})``, scanned once per sweep and process.
-_index: tuple[Path, dict[str, list[Path]]] | None = None
-
-
-def _completed_index(sweep_dir: Path) -> dict[str, list[Path]]:
-    """Completed records under ``sweep_dir`` by fingerprint: scanned at this process's first job of the sweep.
-
-    :func:`run_job` adds the records it completes; other processes' later records are not
-    seen (a joblib worker misses its siblings'), which costs a retrain, never a wrong reuse:
-    entries are re-checked before use. One scan per sweep keeps resume linear in its size.
-    """
-    global _index
-    if _index is None or _index[0] != sweep_dir:
-        found: dict[str, list[Path]] = {}
-        for path in find_records(sweep_dir) if sweep_dir.is_dir() else []:
-            try:
-                record = read_record(path)
-            except (OSError, ValueError):
-                continue
-            if record.get("status") == "completed":
-                found.setdefault(str(record.get("fingerprint")), []).append(path.parent)
-        _index = (sweep_dir, found)
-    return _index[1]
-
-
-def _kept_root(job: Job) -> Path:
-    """Where records set aside from ``job.dir`` go: the sweep dir's :data:`KEPT`, or the run dir's own for a single run."""
-    return Path(job.sweep_dir) if job.sweep_dir is not None else job.dir
-
-
-def _set_aside(fprint: str, job: Job) -> None:
-    """Move a record of another config than ``fprint`` (any status) out of ``job.dir`` into the kept records."""
-    try:
-        old = read_record(job.dir / RECORD)
-    except (OSError, ValueError):
-        return
-    if old.get("fingerprint") == fprint:
-        return
-    dest = new_kept_dir(_kept_root(job), str(old.get("fingerprint")))
-    move_record(job.dir, dest)
-    log.info("the run of another config in %s was moved to %s", job.dir, dest)
-    if job.sweep_dir is not None and old.get("status") == "completed":
-        index = _completed_index(Path(job.sweep_dir))
-        index[old["fingerprint"]] = [d for d in index.get(old["fingerprint"], []) if d != job.dir] + [dest]
-
-
-def _clear(fprint: str, job: Job) -> None:
-    """Remove this config's records that the run about to start supersedes: a stale one in ``job.dir``, failed ones kept aside."""
-    for stale in kept_dirs(_kept_root(job), fprint):
-        _discard(stale)
-        shutil.rmtree(stale, ignore_errors=True)
-    _discard(job.dir)
-
-
-def _discard(job_dir: Path) -> None:
-    """Remove a record (and the artifacts it lists) that this run will replace, the record first, and stray temporary files.
-
-    From here until the new record is written, the dir holds no record, so neither a
-    table nor a resume can take a stale or half-written run for this one.
-    """
-    try:
-        old = read_record(job_dir / RECORD)
-    except (OSError, ValueError):
-        old = {}
-    (job_dir / RECORD).unlink(missing_ok=True)
-    for name in old.get("artifacts", []):
-        (job_dir / name).unlink(missing_ok=True)
-    (job_dir / MOVED).unlink(missing_ok=True)
-    for leftover in job_dir.glob(".tmp-*"):  # from a run killed outright (SIGKILL) mid-write
-        leftover.unlink(missing_ok=True)
 
 
 def one_line(error: BaseException) -> str:
@@ -386,7 +204,7 @@ def _metrics(fits: list[tuple[int | None, Fitted]]) -> dict[str, Any]:
     on (``n_train_rows``, ``n_val_rows``: the smallest fold's when there are several).
     """
     about = {
-        "trained_by": fits[0][1].trained_by,
+        "trained_by": "; ".join(dict.fromkeys(fit.trained_by for _, fit in fits)),
         "n_train_rows": min(fit.n_train_rows for _, fit in fits),
         "n_val_rows": min(fit.n_val_rows for _, fit in fits),
     }

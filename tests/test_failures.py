@@ -25,6 +25,10 @@ MODEL_FIT = ["optimizer=sgd", "trainer.early_stopping_patience=10"]
 FIT = [*MODEL_FIT, "trainer.epochs=1"]  # about a second a job
 
 
+def _but_run(record: dict) -> dict:
+    return {key: value for key, value in record.items() if key != "sweep_run"}
+
+
 def _job(cfg_overrides: list[str], job_dir: Path, sweep_dir: Path | None = None) -> dict:
     return run_job(sweep.compose(*cfg_overrides), Job(job_dir, sweep_dir=sweep_dir))
 
@@ -167,14 +171,14 @@ def test_sigterm_stops_a_sweep_cleanly_and_a_rerun_resumes_it(tmp_path: Path) ->
     assert "Traceback" not in stdout + stderr
     records = sorted(tmp_path.glob("sw/*/result.json"))
     assert 2 <= len(records) < 8
-    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in records}
-    assert all(json.loads(text)["status"] == "completed" for text, _ in before.values())  # whole, never partial
+    before = {p: _but_run(json.loads(p.read_text())) for p in records}
+    assert all(record["status"] == "completed" for record in before.values())  # whole, never partial
     assert not [p for p in tmp_path.rglob(".tmp-*")], "temporary files must not survive"
 
     resumed = run_sweep("-m", *args, cwd=tmp_path)
     assert resumed.stdout.count("reused completed run") + resumed.stderr.count("reused completed run") == len(before)
-    for path, (text, mtime) in before.items():
-        assert path.read_bytes() == text and path.stat().st_mtime_ns == mtime
+    for path, record in before.items():  # reused, not retrained: only the sweep run that last reused it changed
+        assert _but_run(json.loads(path.read_text())) == record
     final = records_under(tmp_path / "sw")
     assert len(final) == 8 and {r["status"] for r in final} == {"completed"}
     assert sorted(r["seed"] for r in final) == list(range(8))
@@ -184,11 +188,12 @@ def test_sigterm_stops_a_sweep_cleanly_and_a_rerun_resumes_it(tmp_path: Path) ->
 def test_resume_with_the_joblib_launcher_reuses_unchanged_points_only(tmp_path: Path) -> None:
     joblib = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "task=cluster", "hydra.sweep.dir=sw"]
     run_sweep(*joblib, "model.n_clusters=3,4,5", cwd=tmp_path)
-    before = {p.parent.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.glob("sw/*/result.json")}
+    before = {p.parent.name: _but_run(json.loads(p.read_text())) for p in tmp_path.glob("sw/*/result.json")}
     run_sweep(*joblib, "model.n_clusters=3,4,7", cwd=tmp_path)
-    after = {p.parent.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in tmp_path.glob("sw/*/result.json")}
+    after = {p.parent.name: _but_run(json.loads(p.read_text())) for p in tmp_path.glob("sw/*/result.json")}
     assert after["0"] == before["0"] and after["1"] == before["1"]
-    assert json.loads(after["2"][0])["model.n_clusters"] == 7 and after["2"][1] != before["2"][1]
+    assert after["2"]["model.n_clusters"] == 7 and after["2"]["started_at"] >= before["2"]["started_at"]
+    assert [r["model.n_clusters"] for r in records_under(tmp_path / "sw" / "kept")] == [5], "the run no longer swept is kept"
     assert all("reused completed run" in "".join(f.read_text() for f in (tmp_path / "sw" / n).glob("*.log")) for n in ("0", "1"))
 
 

@@ -169,7 +169,8 @@ def members(configs: Sequence[DictConfig]) -> list[Member]:
     if not any(all(key in config for key in SWEEP_KEYS) for config in configs):
         return []
     from sweep.config import fingerprint, flatten
-    from sweep.run import Job, reusable
+    from sweep.resume import reusable
+    from sweep.sweep_dir import Job
 
     found = []
     saved = HydraConfig.instance().cfg
