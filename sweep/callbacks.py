@@ -9,10 +9,13 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +27,14 @@ def status_line(statuses: list[str]) -> str:
     return f"{len(statuses)} run{'' if len(statuses) == 1 else 's'}: " + ", ".join(parts)
 
 
-def refuse(message: str) -> None:
-    """End the command with one line on stderr and exit status 1 (raised before Hydra can print a traceback)."""
-    print(f"sweep: {message}", file=sys.stderr, flush=True)
-    sys.exit(1)
+def this_run(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs this sweep run trained or reused (``sweep_run``), not those earlier runs of its dir left there."""
+    from sweep.sweep_dir import held
+
+    claim = held()
+    if claim is None or runs.empty or "sweep_run" not in runs:
+        return runs
+    return runs[runs["sweep_run"] == claim.run]
 
 
 class SweepDir(Callback):
@@ -38,7 +45,7 @@ class SweepDir(Callback):
     """
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from sweep.config import SweepConfigError
+        from sweep.config import SweepConfigError, refuse
         from sweep.sweep_dir import claim
 
         where = str(config.hydra.sweep.dir)
@@ -54,6 +61,8 @@ class SweepDir(Callback):
         release()
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from sweep.config import refuse
+
         where = Path(str(config.hydra.run.dir))
         try:
             where.mkdir(parents=True, exist_ok=True)
@@ -66,7 +75,8 @@ class SweepDir(Callback):
 class ResultsTable(Callback):
     """Write ``results.csv``, ``results.parquet`` and ``summary.csv`` at the sweep root; print the top ``top`` configs.
 
-    The last lines count the runs by status. If any run failed (raised) and the config's
+    The last lines count this sweep run's runs by status (:func:`this_run`: a failure left
+    in the dir by an earlier run does not count). If any failed (raised) and the config's
     ``fail_on_error`` is true, the command then exits 1; diverged runs never count.
     With ``plot``, the figures of :func:`sweep.plots.plot_sweep` are written too.
     A problem with the tables is logged, never raised: the runs are on disk whatever happens,
@@ -84,7 +94,7 @@ class ResultsTable(Callback):
         statuses: list[str] = []
         try:
             runs = load(sweep_dir)
-            statuses = list(runs["status"]) if not runs.empty else []
+            statuses = list(this_run(runs)["status"])
             summary = write_tables(sweep_dir, runs=runs)
             print(f"\nResults: {sweep_dir}\n{format_summary(summary, self.top)}", flush=True)
             if self.plot and not summary.empty:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import sys
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Collection, Optional
+from typing import Any, Callable, Collection, NoReturn, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.errors import InstantiationException
@@ -30,6 +31,12 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 class SweepConfigError(ValueError):
     """A config value, override or input file that cannot be used; the message names it."""
+
+
+def refuse(message: str) -> NoReturn:
+    """End the command with ``sweep: <message>`` on stderr and exit status 1, before Hydra can print a traceback."""
+    print(f"sweep: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
 
 
 # --------------------------------------------------------------------------- schemas

@@ -9,7 +9,8 @@
   a claimed dir is refused with one line naming the dir and the holder.
 * :func:`records_lock` serialises the few milliseconds in which a job decides whether to reuse
   a record and moves records between job dirs, across every process of the sweep (joblib,
-  Ray and SLURM workers included).
+  Ray and SLURM workers included). It is a lease too: a holder that died is detected on its
+  machine at once and from any other after :data:`RECORDS_LEASE_S`.
 * :data:`KEPT` is where a job dir's record goes when the dir is taken by a job of another
   config (the grid changed): ``<sweep dir>/kept/<fingerprint>/``, still read by
   :func:`sweep.results.load` and reused, moved back, when its config is swept again.
@@ -25,7 +26,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ContextManager
 
@@ -40,10 +41,18 @@ KEPT = "kept"
 LEASE_S = 30.0
 #: Seconds a job waits for another job's reuse decision (each takes milliseconds).
 RECORDS_WAIT_S = 120.0
+#: Seconds without a heartbeat after which the records lock of a holder on another machine lapses.
+RECORDS_LEASE_S = 10.0
 
 
-class SweepDirInUse(SweepConfigError):
-    """Another live sweep holds the dir."""
+@dataclass(frozen=True)
+class Job:
+    """Where a run writes and how the launcher knows it."""
+
+    dir: Path
+    num: int | None = None
+    overrides: list[str] = field(default_factory=list)
+    sweep_dir: Path | None = None  # a multirun's root: its completed records may be reused
 
 
 @dataclass
@@ -60,9 +69,12 @@ _held: Claim | None = None
 
 
 def claim(sweep_dir: Path) -> Claim:
-    """Create ``sweep_dir`` if needed and hold it for this process; :class:`SweepDirInUse` if another sweep does.
+    """Create ``sweep_dir`` if needed and hold it for this process.
 
-    Raises :class:`SweepConfigError` naming ``hydra.sweep.dir`` when the dir cannot be made or written.
+    Raises :class:`SweepConfigError` when another live sweep holds it (naming the holder), or
+    naming ``hydra.sweep.dir`` when the dir cannot be made or written. A holder on another
+    machine is only known to be gone once its lease has gone unrenewed for :data:`LEASE_S`:
+    the claim waits that long for it, saying so.
     """
     from filelock import SoftFileLease, Timeout
 
@@ -73,10 +85,10 @@ def claim(sweep_dir: Path) -> Claim:
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         lease = SoftFileLease(str(sweep_dir / LOCK), timeout=0, lease_duration=LEASE_S)
-        lease.acquire()
+        _take(lease, sweep_dir)
     except Timeout:
-        raise SweepDirInUse(f"{sweep_dir} is in use by another sweep ({holder(sweep_dir)}); "
-                            "wait for it to end, or choose another hydra.sweep.dir") from None
+        raise SweepConfigError(f"{sweep_dir} is in use by another sweep ({holder(sweep_dir)}); "
+                               "wait for it to end, or choose another hydra.sweep.dir") from None
     except OSError as error:
         raise SweepConfigError(f"hydra.sweep.dir={sweep_dir}: cannot write there ({error.strerror or error})") from None
     run = uuid.uuid4().hex[:12]
@@ -85,6 +97,34 @@ def claim(sweep_dir: Path) -> Claim:
     write_text(sweep_dir / HOLDER, json.dumps(info) + "\n")
     _held = Claim(sweep_dir, run, lease)
     return _held
+
+
+def _take(lease: Any, sweep_dir: Path) -> None:
+    """Acquire ``lease`` at once; when its holder may be on another machine, once its lease has lapsed."""
+    from filelock import Timeout
+
+    try:
+        lease.acquire()
+    except Timeout:
+        if _holder_alive_here(sweep_dir):
+            raise
+        print(f"sweep: {sweep_dir} is held from another machine ({holder(sweep_dir)}); "
+              f"waiting up to {1.5 * LEASE_S:.0f} s for that lease to lapse", flush=True)
+        lease.acquire(timeout=1.5 * LEASE_S)
+
+
+def _holder_alive_here(sweep_dir: Path) -> bool:
+    """Whether the process that last claimed ``sweep_dir`` runs on this machine and is alive."""
+    try:
+        info = json.loads((Path(sweep_dir) / HOLDER).read_text())
+        if info["host"] != socket.gethostname():
+            return False
+        os.kill(int(info["pid"]), 0)
+    except PermissionError:  # alive, another user's
+        return True
+    except (OSError, ValueError, KeyError, TypeError):  # gone, or never said who it was
+        return False
+    return True
 
 
 def release() -> None:
@@ -111,6 +151,8 @@ def holder(sweep_dir: Path) -> str:
 
 def current_run(sweep_dir: Path) -> str | None:
     """The token of the run that holds ``sweep_dir`` now (its records carry it), or ``None``."""
+    if _held is not None and _held.dir.resolve() == Path(sweep_dir).resolve():
+        return _held.run
     try:
         return str(json.loads((Path(sweep_dir) / HOLDER).read_text())["run"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -124,11 +166,18 @@ def records_lock(sweep_dir: Path | None) -> ContextManager[Any]:
     return _records_lock(Path(sweep_dir))
 
 
+#: This process's records lock of each sweep dir: one object per dir, not one per job.
+_records_locks: dict[Path, Any] = {}
+
+
 @contextmanager
 def _records_lock(sweep_dir: Path) -> Iterator[None]:
-    from filelock import SoftFileLock, Timeout
+    from filelock import SoftFileLease, Timeout
 
-    lock = SoftFileLock(str(sweep_dir / RECORDS_LOCK), timeout=RECORDS_WAIT_S)
+    lock = _records_locks.get(sweep_dir)
+    if lock is None:
+        path = str(sweep_dir / RECORDS_LOCK)
+        lock = _records_locks[sweep_dir] = SoftFileLease(path, timeout=RECORDS_WAIT_S, lease_duration=RECORDS_LEASE_S)
     try:
         lock.acquire()
     except Timeout:
@@ -141,12 +190,13 @@ def _records_lock(sweep_dir: Path) -> Iterator[None]:
 
 
 def lock_holder_text(sweep_dir: Path) -> str:
-    """The pid and host written in the records lock's marker file."""
+    """``pid 123 on host``, from the ``key=value`` lines of the records lock's marker file."""
     try:
-        fields = (Path(sweep_dir) / RECORDS_LOCK).read_text().split()
+        lines = (Path(sweep_dir) / RECORDS_LOCK).read_text().splitlines()
     except OSError:
         return "another process"
-    return " on ".join(fields[:2]) or "another process"
+    fields = dict(line.split("=", 1) for line in lines if "=" in line)
+    return f"pid {fields.get('pid', '?')} on {fields.get('host', '?')}"
 
 
 def kept_dirs(sweep_dir: Path, fprint: str) -> list[Path]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
 import subprocess
 import time
@@ -20,8 +19,9 @@ import pytest
 import sweep
 from sweep.records import RECORD
 from sweep.results import SkippedRecordWarning, load
-from sweep.run import Job, run_job
-from sweep.sweep_dir import LOCK
+import sweep.sweep_dir as sweep_dir_module
+from sweep.run import Job, record_failure, run_job
+from sweep.sweep_dir import LOCK, claim, release
 from tests.conftest import SWEEP, records_under, run_sweep
 
 GRID = ["regularizer.l2=0,1e-2", "trainer.epochs=2", "hydra.sweep.dir=d"]
@@ -37,6 +37,11 @@ def _wait_for(path_glob: str, root: Path, count: int, proc: subprocess.Popen, ti
     while len(list(root.glob(path_glob))) < count:
         assert proc.poll() is None and time.monotonic() < deadline, f"the sweep ended before {count} x {path_glob} appeared"
         time.sleep(0.05)
+
+
+def _but_run(record: dict) -> dict:
+    """``record`` without the token of the sweep run that last reused it."""
+    return {key: value for key, value in record.items() if key != "sweep_run"}
 
 
 def _runs(sweep_dir: Path) -> dict[float, dict]:
@@ -70,10 +75,11 @@ def test_a_killed_sweeps_lock_is_stale_and_the_rerun_resumes_what_it_finished(tm
     killed.send_signal(signal.SIGKILL)
     killed.communicate(timeout=60)
     assert (tmp_path / "d" / LOCK).exists(), "a killed sweep leaves its lock file behind"
-    finished = {p: p.stat().st_mtime_ns for p in tmp_path.glob("d/*/result.json") if json.loads(p.read_text())["status"] == "completed"}
+    finished = {p: _but_run(json.loads(p.read_text())) for p in tmp_path.glob("d/*/result.json")}
+    finished = {p: record for p, record in finished.items() if record["status"] == "completed"}
     rerun = run_sweep(*args, cwd=tmp_path)
     assert "Sweep dir: d (to resume it, rerun the same command with hydra.sweep.dir=d)" in rerun.stdout
-    assert all(path.stat().st_mtime_ns == mtime for path, mtime in finished.items()), "finished runs are reused untouched"
+    assert all(_but_run(json.loads(path.read_text())) == record for path, record in finished.items()), "reused, not retrained"
     assert sorted(r["model.n_clusters"] for r in records_under(tmp_path / "d")) == list(range(2, 10))
 
 
@@ -153,6 +159,16 @@ def test_a_changed_grid_keeps_the_runs_it_no_longer_sweeps(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
+def test_a_failure_an_earlier_run_left_in_the_dir_does_not_fail_the_next_run(tmp_path: Path) -> None:
+    first = run_sweep("-m", "task=cluster", "model.n_clusters=1,3", "hydra.sweep.dir=d", cwd=tmp_path, check=False)
+    assert first.returncode == 1
+    fixed = run_sweep("-m", "task=cluster", "model.n_clusters=4,3", "hydra.sweep.dir=d", cwd=tmp_path)
+    assert "2 runs: 2 completed" in fixed.stdout
+    runs = load(tmp_path / "d")
+    assert sorted(runs["status"]) == ["completed", "completed", "failed"], "the failed run stays in the dir's table"
+
+
+@pytest.mark.slow
 def test_a_kept_run_that_ranks_first_is_the_one_refit(tmp_path: Path) -> None:
     run_sweep("-m", "task=cluster", "model.n_clusters=10,2", "hydra.sweep.dir=d", cwd=tmp_path)
     run_sweep("-m", "task=cluster", "model.n_clusters=2,3", "hydra.sweep.dir=d", cwd=tmp_path)
@@ -177,11 +193,11 @@ def test_a_record_whose_artifact_was_cut_short_is_retrained_saying_why(tmp_path:
     first = _cluster(tmp_path)
     centers = tmp_path / "centers.npy"
     centers.write_bytes(centers.read_bytes()[:20])
-    with caplog.at_level(logging.INFO, logger="sweep.run"):
+    with caplog.at_level(logging.INFO, logger="sweep.resume"):
         again = _cluster(tmp_path)
     assert "reused_from" not in again and again["started_at"] >= first["started_at"]
     assert centers.stat().st_size == first["artifacts"]["centers.npy"]
-    assert any("centers.npy" in message and "training it again" in message for message in caplog.messages)
+    assert any("not reusing" in message and "centers.npy" in message for message in caplog.messages)
 
 
 def test_a_record_whose_config_does_not_match_its_fingerprint_is_retrained(tmp_path: Path) -> None:
@@ -197,7 +213,7 @@ def test_a_run_reused_across_a_major_version_says_so(tmp_path: Path, caplog: pyt
     old = json.loads((tmp_path / RECORD).read_text())
     old["versions"]["scikit-learn"] = "0.24.2"
     (tmp_path / RECORD).write_text(json.dumps(old))
-    with caplog.at_level(logging.WARNING, logger="sweep.run"):
+    with caplog.at_level(logging.WARNING, logger="sweep.resume"):
         again = _cluster(tmp_path)
     assert again["reused_from"] == str(tmp_path)
     assert any("scikit-learn 0.24.2" in message for message in caplog.messages)
@@ -226,17 +242,60 @@ def test_an_error_is_stored_in_one_line(tmp_path: Path) -> None:
     assert record["error"].endswith("the first line [2 more lines in the job's log]")
 
 
-def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
-    from sweep.sweep_dir import claim, release
+def _die_holding_the_lease(sweep_dir: Path, host: str | None = None) -> None:
+    """A process (on ``host``, when given) that takes the sweep dir's lease and dies without releasing it."""
+    fake_host = f"import socket; socket.gethostname = lambda: {host!r}; " if host else ""
+    lease = f"SoftFileLease({str(sweep_dir / LOCK)!r}, timeout=0, lease_duration={sweep_dir_module.LEASE_S})"
+    code = f"{fake_host}import os; from filelock import SoftFileLease; lock = {lease}; lock.acquire(); os._exit(0)"
+    subprocess.run([str(Path(SWEEP).with_name("python")), "-c", code], check=True)
+    assert (sweep_dir / LOCK).exists()
 
-    dead = subprocess.run(
-        [str(Path(SWEEP).with_name("python")), "-c",
-         f"from filelock import SoftFileLease; lock = SoftFileLease({str(tmp_path / LOCK)!r}, timeout=0); lock.acquire(); import os; os._exit(0)"],
-        check=True,
-    )
-    assert dead.returncode == 0 and (tmp_path / LOCK).exists()
+
+def test_the_lease_of_a_process_that_died_on_this_machine_is_taken_at_once(tmp_path: Path) -> None:
+    _die_holding_the_lease(tmp_path)
+    start = time.monotonic()
     try:
         assert claim(tmp_path).dir == tmp_path
     finally:
         release()
-    assert not (tmp_path / LOCK).exists() and os.path.isdir(tmp_path)
+    assert time.monotonic() - start < 5 and not (tmp_path / LOCK).exists()
+
+
+def test_the_lease_of_a_holder_on_another_machine_is_taken_once_it_lapses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setattr(sweep_dir_module, "LEASE_S", 1.0)
+    _die_holding_the_lease(tmp_path, host="node7")
+    start = time.monotonic()
+    try:
+        claim(tmp_path)
+    finally:
+        release()
+    assert 1.0 <= time.monotonic() - start < 10
+    assert "waiting up to 2 s for that lease to lapse" in capsys.readouterr().out
+
+
+def test_a_duplicate_config_of_a_resumed_run_copies_the_run_it_reuses_in_place(tmp_path: Path) -> None:
+    """``threads`` is not part of the fingerprint: ``threads=1,2`` runs one config twice."""
+    def sweep_run(*jobs: list[str]) -> None:
+        claim(tmp_path)
+        try:
+            for num, overrides in enumerate(jobs):
+                run_job(sweep.compose("task=cluster", *overrides), Job(tmp_path / str(num), num, overrides, tmp_path))
+        finally:
+            release()
+
+    sweep_run(["threads=1"])
+    for _ in range(2):
+        sweep_run(["threads=1"], ["threads=2"])
+        assert [r["job_num"] for r in records_under(tmp_path)] == [0, 1], "each job dir keeps its run"
+    assert len(load(tmp_path)) == 2
+
+
+def test_a_killed_workers_failure_never_overwrites_a_finished_run(tmp_path: Path) -> None:
+    other = run_job(sweep.compose("task=cluster", "model.n_clusters=4"), Job(tmp_path / "0", 0, [], tmp_path))
+    record = record_failure(sweep.compose("task=cluster"), Job(tmp_path / "0", 0, [], tmp_path), "worker process killed by SIGKILL", time.time(), 1.0)
+    assert record["status"] == "failed"
+    kept = [r for r in records_under(tmp_path) if r["status"] == "completed"]
+    assert [r["fingerprint"] for r in kept] == [other["fingerprint"]], "the other config's run was set aside, not overwritten"
+    done = run_job(sweep.compose("task=cluster"), Job(tmp_path / "1", 1, [], tmp_path))
+    again = record_failure(sweep.compose("task=cluster"), Job(tmp_path / "1", 1, [], tmp_path), "worker process killed by SIGKILL", time.time(), 1.0)
+    assert again["status"] == "completed" and again["ari"] == done["ari"]

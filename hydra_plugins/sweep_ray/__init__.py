@@ -37,12 +37,6 @@ SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 own_preset("ray")  # conf/hydra/launcher/ray.yaml: the plugin's fields, sweep's launcher
 
 
-def _refuse(message: str) -> None:
-    """End the command with one line on stderr (no traceback) and exit status 1."""
-    print(f"sweep: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(1)
-
-
 if _PluginLauncher is not None:
 
     class RayLauncher(_PluginLauncher):
@@ -59,12 +53,14 @@ if _PluginLauncher is not None:
             """Start or join Ray as the plugin would (it then finds Ray running); exit with one line if it cannot."""
             from hydra_plugins.hydra_ray_launcher._launcher_util import start_ray
 
+            from sweep.config import refuse
+
             try:
                 start_ray(self.ray_cfg.init)
             except ConnectionError as error:
                 address = self.ray_cfg.init.get("address")
                 reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-                _refuse(
+                refuse(
                     f"hydra/launcher={self.choice}: no Ray cluster at hydra.launcher.ray.init.address={address} "
                     f"({reason}); start one with `ray start --head`, or use hydra/launcher=ray_local or joblib"
                 )
@@ -77,7 +73,9 @@ else:
         choice = "ray"
 
         def __init__(self, **config: Any) -> None:
-            _refuse(f"hydra/launcher={self.choice} needs the ray extra: pip install 'sweep[ray]' (-e '.[ray]' in a checkout)")
+            from sweep.config import refuse
+
+            refuse(f"hydra/launcher={self.choice} needs the ray extra: pip install 'sweep[ray]' (-e '.[ray]' in a checkout)")
 
         def setup(self, **kwargs: Any) -> None:  # abstract in Launcher; never called, __init__ exits
             raise NotImplementedError

@@ -17,7 +17,6 @@ except ImportError:  # the slurm extra is not installed
 
 if _PluginLauncher is not None:
     import shutil
-    import sys
     from collections.abc import Sequence
 
     from hydra.core.utils import JobReturn
@@ -27,11 +26,7 @@ if _PluginLauncher is not None:
 
         def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
             if shutil.which("sbatch") is None:
-                print(
-                    "sweep: hydra/launcher=slurm: sbatch not found: no SLURM here; "
-                    "use hydra/launcher=submitit_local or joblib",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                raise SystemExit(1)
+                from sweep.config import refuse
+
+                refuse("hydra/launcher=slurm: sbatch not found: no SLURM here; use hydra/launcher=submitit_local or joblib")
             return super().launch(job_overrides, initial_job_idx)
