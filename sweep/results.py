@@ -25,6 +25,8 @@ from sweep.records import MOVED, RECORD, atomic_write, find_records, read_record
 from sweep.splits import MIN_VALIDATION_ROWS
 
 RESULTS_CSV = "results.csv"
+#: Hydra's record of a multirun's config, at the root of its sweep dir.
+MULTIRUN_YAML = "multirun.yaml"
 RESULTS_PARQUET = "results.parquet"
 SUMMARY_CSV = "summary.csv"
 
@@ -123,7 +125,7 @@ def _dirs_without_record(root: Path) -> list[Path]:
 def _row(record: dict[str, Any], job_dir: Path) -> dict[str, Any]:
     row = {key: value if key == "fold_metrics" else _cell(value) for key, value in record.items()}
     row["output_dir"] = str(job_dir)
-    sweep_dir = next((d for d in (job_dir, *job_dir.parents) if (d / "multirun.yaml").is_file()), job_dir)
+    sweep_dir = next((d for d in (job_dir, *job_dir.parents) if (d / MULTIRUN_YAML).is_file()), job_dir)
     row["sweep_dir"] = str(sweep_dir)
     return row
 
@@ -235,21 +237,21 @@ def summarize(runs: pd.DataFrame, metric: str | None = None, aggregate_seeds: bo
     seeds = list(runs["seed"].dropna().unique()) if aggregate_seeds and "seed" in runs else [None]
     folds = fold_rows(runs)
     groups = folds.groupby(keys, dropna=False, sort=False) if keys else [((), folds)]
-    swept = swept_folds(runs)
-    summary = pd.DataFrame([{**dict(zip(keys, key)), **_config_row(sub, names, seeds, swept)} for key, sub in groups])
+    asked = asked_folds(runs)
+    summary = pd.DataFrame([{**dict(zip(keys, key)), **_config_row(sub, names, seeds, asked)} for key, sub in groups])
     score = summary[f"mean_{metric}"].where(scored(summary, metric))
     rank = score.rank(method="min", ascending=not higher).fillna(len(summary)).astype(int)
     summary.insert(0, f"rank_{metric}", rank)
     return summary.sort_values(f"rank_{metric}", kind="stable").reset_index(drop=True)
 
 
-def _config_row(sub: pd.DataFrame, names: list[str], seeds: list[Any], swept: frozenset[int]) -> dict[str, Any]:
+def _config_row(sub: pd.DataFrame, names: list[str], seeds: list[Any], asked: frozenset[int]) -> dict[str, Any]:
     """The summary columns of one config from its fold rows ``sub``, except its keys and rank."""
     per_run = sub.drop_duplicates("output_dir")
     row: dict[str, Any] = {
         "n_runs": len(per_run),
         "n_failed": int((per_run["status"] != "completed").sum()),
-        "n_missing": missing_folds(sub, seeds, swept),
+        "n_missing": missing_folds(sub, seeds, asked),
         "min_n_val_rows": _ignoring_nan(np.nanmin, _floats(sub, "n_val_rows")),
         "mean_fit_time_s": _ignoring_nan(np.nanmean, _floats(sub, "fit_time_s")),
     }
@@ -262,29 +264,50 @@ def _config_row(sub: pd.DataFrame, names: list[str], seeds: list[Any], swept: fr
     return row
 
 
-def swept_folds(runs: pd.DataFrame) -> frozenset[int]:
-    """The folds the runs ask for: each fold some run trained as its own job, and every fold when a run trains them in-process."""
-    swept = set(runs[FOLD].dropna().astype(int)) if FOLD in runs else set()
+def asked_folds(runs: pd.DataFrame) -> frozenset[int]:
+    """The folds the runs' sweeps asked for: on their command lines or ``hydra.sweeper.params``, or trained.
+
+    A sweep's ``multirun.yaml`` says which ``validation.fold`` values it sweeps, so a fold lost
+    from every config still counts; runs from elsewhere add the folds they trained as their own
+    jobs, and a run that trains every fold in-process asks for all of them.
+    """
+    asked = set(runs[FOLD].dropna().astype(int)) if FOLD in runs else set()
+    for sweep_dir in runs["sweep_dir"].dropna().unique() if "sweep_dir" in runs else []:
+        asked |= _folds_swept_in(Path(sweep_dir))
     if "fold_metrics" in runs and runs["fold_metrics"].map(lambda folds: isinstance(folds, list)).any():
         n_splits = pd.to_numeric(runs.get("validation.n_splits", pd.Series(dtype=float)), errors="coerce").max()
-        swept |= set(range(0 if pd.isna(n_splits) else int(n_splits)))
-    return frozenset(swept)
+        asked |= set(range(0 if pd.isna(n_splits) else int(n_splits)))
+    return frozenset(asked)
 
 
-def missing_folds(sub: pd.DataFrame, seeds: list[Any], swept: frozenset[int]) -> int:
+def _folds_swept_in(sweep_dir: Path) -> set[int]:
+    """The ``validation.fold`` values a sweep dir's ``multirun.yaml`` sweeps (none when it has no such file or key)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    try:
+        hydra = OmegaConf.load(sweep_dir / MULTIRUN_YAML).hydra
+        lines = [*hydra.overrides.task, *(f"{key}={value}" for key, value in (hydra.sweeper.get("params") or {}).items())]
+        overrides = [o for o in OverridesParser.create().parse_overrides(lines) if o.key_or_group == FOLD]
+        values = [v for o in overrides for v in (o.sweep_string_iterator() if o.is_sweep_override() else [o.value()])]
+    except Exception:  # noqa: BLE001  no multirun.yaml, or not a sweep's: the trained folds decide
+        return set()
+    return {int(v) for v in values if str(v).isdigit()}
+
+
+def missing_folds(sub: pd.DataFrame, seeds: list[Any], asked: frozenset[int]) -> int:
     """How many folds of one config (its fold rows ``sub``) have no record: a killed job, a deleted record.
 
-    The config asks for the folds of its ``validation.n_splits`` among ``swept``
-    (:func:`swept_folds`; 1 for a holdout), for each of ``seeds`` (``[None]``: seeds are not
-    pooled; else every seed of the table, so a seed lost whole is counted too). A fold that
-    no config ran was not asked for: ``validation.fold=0,1`` of 5 ranks every config on folds
-    0 and 1. A run that trained every fold in-process brings one row per entry of its
+    The config asks for the folds of its ``validation.n_splits`` among ``asked``
+    (:func:`asked_folds`; 1 for a holdout), for each of ``seeds`` (``[None]``: seeds are not
+    pooled; else every seed of the table, so a seed lost whole is counted too):
+    ``validation.fold=0,1`` of 5 ranks every config on folds 0 and 1. A run that trained every fold in-process brings one row per entry of its
     ``fold_metrics``; one that failed or diverged on the way accounts for all its folds (they
     are failed, counted in ``n_failed``, not missing).
     """
     n_splits = pd.to_numeric(sub.get("validation.n_splits", pd.Series(dtype=float)), errors="coerce").max()
     n_splits = 1 if pd.isna(n_splits) else int(n_splits)
-    expected = {k for k in swept if k < n_splits}
+    expected = {k for k in asked if k < n_splits}
     missing = 0
     for seed in seeds:
         rows = sub if seed is None else sub[sub["seed"] == seed]

@@ -126,14 +126,28 @@ def test_a_config_with_a_lost_fold_record_ranks_last_and_is_never_refit(folds_as
     assert header[header.index("n_failed") + 1] == "n_missing"
 
 
-def test_a_sweep_over_some_of_the_folds_ranks_every_config_on_those_folds(folds_as_jobs, tmp_path):
-    sweep_dir = copy_of(folds_as_jobs, tmp_path)
-    for path in sweep_dir.glob("*/result.json"):  # as if the sweep had been validation.fold=0,1 of 3
+def _drop_fold_2(sweep_dir: Path) -> None:
+    for path in sweep_dir.glob("*/result.json"):
         if json.loads(path.read_text())["validation.fold"] == 2:
             shutil.rmtree(path.parent)
+
+
+def test_a_sweep_over_some_of_the_folds_ranks_every_config_on_those_folds(folds_as_jobs, tmp_path):
+    sweep_dir = copy_of(folds_as_jobs, tmp_path)
+    _drop_fold_2(sweep_dir)  # and its command line, as if the sweep had been validation.fold=0,1 of 3
+    multirun = sweep_dir / "multirun.yaml"
+    multirun.write_text(multirun.read_text().replace("validation.fold=0,1,2", "validation.fold=0,1"))
     summary = summarize(load(sweep_dir))
     assert summary["n_missing"].tolist() == [0, 0, 0, 0] and summary["rank_ari"].tolist() == [1, 2, 3, 4]
     assert not summary["mean_ari"].isna().any() and "split2_ari" not in summary
+
+
+def test_a_fold_lost_from_every_config_is_missing_from_every_config(folds_as_jobs, tmp_path):
+    sweep_dir = copy_of(folds_as_jobs, tmp_path)
+    _drop_fold_2(sweep_dir)  # the command line asked for folds 0, 1 and 2
+    summary = summarize(load(sweep_dir))
+    assert summary["n_missing"].tolist() == [1, 1, 1, 1] and summary["mean_ari"].isna().all()
+    assert format_summary(summary).startswith("no config completed")
 
 
 def test_with_seeds_aggregated_a_config_expects_every_fold_of_every_seed(folds_as_jobs, tmp_path):
