@@ -358,18 +358,20 @@ def _check_task(task: Any) -> None:
     """``task.name`` is a task, ``task.metric`` one of the metrics it reports."""
     name = task.get("name")
     _check(name in TASK_METRICS, "task.name", name, f"must be {' or '.join(TASK_METRICS)}")
-    metric, reported = task.get("metric", _ABSENT), TASK_METRICS[name]
-    if metric is not _ABSENT and metric not in reported:
-        hint = _did_you_mean(str(metric), reported)
-        raise _refused("task.metric", metric, f"not a metric of task={name} (one of: {', '.join(reported)}){hint}")
+    reported = TASK_METRICS[name]
+    _check_choice(task, "metric", "task", reported, f"not a metric of task={name} (one of: {', '.join(reported)})")
 
 
 def _check_monitor(trainer: Any) -> None:
     """``trainer.early_stopping_monitor`` is a value Keras logs."""
-    monitor = trainer.get("early_stopping_monitor", _ABSENT)
-    if monitor is not _ABSENT and monitor not in MONITORS:
-        hint = _did_you_mean(str(monitor), MONITORS)
-        raise _refused("trainer.early_stopping_monitor", monitor, f"must be one of {', '.join(MONITORS)}{hint}")
+    _check_choice(trainer, "early_stopping_monitor", "trainer", MONITORS, f"must be one of {', '.join(MONITORS)}")
+
+
+def _check_choice(node: Any, key: str, group: str, choices: Collection[str], allowed: str) -> None:
+    """``node[key]``, when present, is one of ``choices``; refused with ``allowed`` and a "did you mean" otherwise."""
+    value = node.get(key, _ABSENT)
+    if value is not _ABSENT and value not in choices:
+        raise _refused(f"{group}.{key}", value, f"{allowed}{_did_you_mean(str(value), choices)}")
 
 
 def _check_validation(val: Any) -> None:
@@ -479,7 +481,7 @@ def unflatten(record: dict[str, Any]) -> DictConfig:
 
     Raises :class:`SweepConfigError` when the record has a ``fingerprint`` that the rebuilt config does not match.
     """
-    top = {f.name for f in fields(Config)} - {"task", "dataset", "model", "regularizer", "optimizer", "validation", "trainer"}
+    top = {f.name for f in fields(Config)} - set(GROUPS)
     flat = {key: value for key, value in record.items() if "." in key or key in top}
     nested: dict[str, Any] = {}
     for key, value in flat.items():

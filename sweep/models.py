@@ -80,7 +80,7 @@ def cnn(
     return keras().Model(inputs, _dense_head(x, hidden_units, activation, n_classes, l1, l2, dropout), name="cnn")
 
 
-def checked(model, target: str, input_shape: Sequence[int], n_classes: int):
+def checked_model(model, target: str, input_shape: Sequence[int], n_classes: int):
     """``model``, built by ``model._target_=target``, if it keeps the builder's contract; else a :class:`SweepConfigError` saying what was expected.
 
     A user's model is called once on a row of zeros: its output must be one row of

@@ -26,7 +26,7 @@ from sweep.tasks import fit as fit_task
 REFIT_DIR = "refit"
 
 #: Task metrics kept under their own name: they describe the fit, not the rows it is scored on.
-KEPT = frozenset({"epochs_run", "restored_epoch"})
+UNRENAMED = frozenset({"epochs_run", "restored_epoch"})
 #: Task metrics dropped: picking an epoch by its test score would be tuning on the test split.
 DROPPED = frozenset({"best_val_accuracy", "best_epoch"})
 
@@ -102,7 +102,7 @@ def as_test_metrics(metrics: dict[str, float]) -> dict[str, float]:
     for name, value in metrics.items():
         if name in DROPPED:
             continue
-        out[name if name.startswith("train_") or name in KEPT or name == "fit_time_s" else f"test_{name.removeprefix('val_')}"] = value
+        out[name if name.startswith("train_") or name in UNRENAMED or name == "fit_time_s" else f"test_{name.removeprefix('val_')}"] = value
     return out
 
 

@@ -87,7 +87,7 @@ def test_a_class_of_one_row_cannot_be_stratified_and_the_dataset_says_so(tmp_pat
     with caplog.at_level("WARNING", logger="sweep.data"):
         data = load_npz(tmp_path / "single.npz", x=np.arange(100.0)[:, None], y=y)
     assert data.stratified is False and len(data.y_test) == 20
-    assert any("7" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert any("class(es) 7 have a single row" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
 
 
 def test_a_test_split_too_small_for_every_class_is_cut_unstratified(tmp_path: Path) -> None:
@@ -134,6 +134,8 @@ def test_a_dataset_with_string_labels_trains(tmp_path: Path) -> None:
     cfg = compose_config("dataset=npz", f"dataset.path={tmp_path / 'animals.npz'}", "trainer.epochs=1", "trainer.save_model=false")
     record = run_job(cfg, Job(tmp_path / "run"))
     assert record["status"] == "completed" and 0 <= record["val_accuracy"] <= 1
+    assert record["classes"] == ["cat", "dog", "emu"] and record["test_split_stratified"] is True
+    assert (record["n_train_rows"], record["n_val_rows"], record["trained_by"]) == (96, 24, "graph")  # 150 - 30 test rows, 20% held out
 
 
 def test_labels_already_0_to_k_minus_1_are_kept_without_a_mapping() -> None:

@@ -169,6 +169,7 @@ def test_a_vectorized_sweep_writes_what_the_basic_launcher_writes(tmp_path: Path
             elif key != "hydra":
                 assert have[key] == value, key
         assert have["fingerprint"] == want["fingerprint"]
+        assert (have["trained_by"], want["trained_by"]) == ("population of 8", "graph")
         assert "with other jobs as one population" in (tmp_path / "vec" / str(num) / "app.log").read_text()
         assert "population" not in (tmp_path / "basic" / str(num) / "app.log").read_text()
         history = [np.genfromtxt(tmp_path / d / str(num) / "history.csv", delimiter=",", names=True) for d in ("basic", "vec")]

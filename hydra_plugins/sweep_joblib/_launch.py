@@ -8,7 +8,7 @@ worker is gone), with the signal that killed it, and its job returns NaN like an
 run of a multirun. Every job without a result, including those the broken pool's other
 workers were running, then runs again in a fresh pool; jobs that had completed reuse
 their records. A worker that died between jobs fails no job: the unfinished ones run again,
-up to :data:`MAX_UNEXPLAINED_BREAKS` times in a row before the break is raised as before.
+up to :data:`MAX_UNEXPLAINED_BREAKS` times in a row; then the pool's error is raised.
 """
 
 from __future__ import annotations

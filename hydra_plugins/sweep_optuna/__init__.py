@@ -44,7 +44,7 @@ if _PluginSweeper is not None:
             trials = self.sweeper.launcher
             try:
                 super().sweep(arguments)
-            except ValueError:  # Optuna's study.best_trial, when no trial completed
-                if trials.completed:
+            except ValueError as error:  # Optuna's study.best_trial, when no trial completed
+                if trials.completed or "No trials are completed" not in str(error):
                     raise
                 print(no_trial_completed(self.sweeper.n_trials, trials.failed), file=sys.stderr, flush=True)

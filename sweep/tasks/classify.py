@@ -10,14 +10,14 @@ from omegaconf import DictConfig
 
 from sweep.backend import keras, save_model
 from sweep.config import build
-from sweep.models import checked
+from sweep.models import checked_model
 from sweep.tasks import Fitted, exploded
 
 
 def build_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int):
     """The compiled model that ``cfg.model``, ``cfg.regularizer`` and ``cfg.optimizer`` describe.
 
-    The builder's model is checked first (:func:`sweep.models.checked`), so a builder returning
+    The builder's model is checked first (:func:`sweep.models.checked_model`), so a builder returning
     the wrong thing is named in one line instead of failing inside ``compile`` or ``fit``.
     """
     reg = cfg.regularizer
@@ -29,7 +29,7 @@ def build_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int):
         l2=reg.get("l2", 0.0),
         dropout=reg.get("dropout", 0.0),
     )
-    model = checked(built, cfg.model.get("_target_"), input_shape, n_classes)
+    model = checked_model(built, cfg.model.get("_target_"), input_shape, n_classes)
     optimizer = build(cfg.optimizer, reserved=("lr",), learning_rate=cfg.optimizer.lr)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
