@@ -9,7 +9,8 @@ SIGTERM is turned into ``KeyboardInterrupt``, like Ctrl-C: the run in progress l
 record (its temporary files are removed), finished records stay, and the command exits
 with one line saying how to resume. The signal is also remembered, and every job checks
 it before it starts: a library that swallows the ``KeyboardInterrupt`` (Keras' metric
-set-up has bare ``except:`` clauses) cannot make the sweep run on.
+set-up has bare ``except:`` clauses), or Python itself when the signal lands in a weakref
+callback, cannot make the sweep run on.
 """
 
 from __future__ import annotations
@@ -73,6 +74,16 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(_stopped_by)
 
 
+def _unraisable(unraisable: "sys.UnraisableHookArgs") -> None:
+    """Python's hook for exceptions it cannot raise, minus the stop signal's: it is remembered and raised at the next job.
+
+    A signal landing while a weakref callback or ``__del__`` runs makes the handler's
+    ``KeyboardInterrupt`` unraisable, and Python would print it as ``Exception ignored ... Traceback``.
+    """
+    if not (isinstance(unraisable.exc_value, KeyboardInterrupt) and _stopped_by is not None):
+        sys.__unraisablehook__(unraisable)
+
+
 def stop_if_asked() -> None:
     """Raise ``KeyboardInterrupt`` again if SIGINT or SIGTERM arrived, even if its first one was swallowed."""
     if _stopped_by is not None:
@@ -88,6 +99,7 @@ def main() -> None:
     """
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
+    sys.unraisablehook = _unraisable
     try:
         _run_until_stopped()
     finally:

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -154,6 +155,22 @@ def test_a_stop_signal_that_a_library_swallowed_still_stops_the_next_job(monkeyp
         signal.signal(signal.SIGTERM, previous)
     with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
         sweep.app.stop_if_asked()  # what every job does first
+
+
+def test_a_stop_signal_landing_in_a_finalizer_prints_no_traceback(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Python cannot raise an exception from a weakref callback or ``__del__``; it prints it, unless sweep's hook takes it."""
+    import sweep.app
+
+    class Finalized:
+        def __del__(self) -> None:
+            sweep.app._interrupt(signal.SIGTERM, None)  # the handler, as if the signal arrived here
+
+    monkeypatch.setattr(sweep.app, "_stopped_by", None)
+    monkeypatch.setattr(sys, "unraisablehook", sweep.app._unraisable)
+    Finalized()
+    assert "Traceback" not in capsys.readouterr().err
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        sweep.app.stop_if_asked()  # what the next job does first
 
 
 @pytest.mark.slow
