@@ -34,7 +34,7 @@ def this_run(runs: pd.DataFrame) -> pd.DataFrame:
     claim = held()
     if claim is None or runs.empty or "sweep_run" not in runs:
         return runs
-    return runs[runs["sweep_run"] == claim.run]
+    return runs[runs["sweep_run"] == claim.run.token]
 
 
 class SweepDir(Callback):

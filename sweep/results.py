@@ -282,12 +282,14 @@ def asked_folds(runs: pd.DataFrame) -> frozenset[int]:
 
 def _folds_swept_in(sweep_dir: Path) -> set[int]:
     """The ``validation.fold`` values a sweep dir's ``multirun.yaml`` sweeps (none when it has no such file or key)."""
+    import yaml
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
 
     try:
-        hydra = OmegaConf.load(sweep_dir / MULTIRUN_YAML).hydra
-        lines = [*hydra.overrides.task, *(f"{key}={value}" for key, value in (hydra.sweeper.get("params") or {}).items())]
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where it is built in
+        hydra = yaml.load((sweep_dir / MULTIRUN_YAML).read_text(), Loader=loader)["hydra"]
+        params = hydra["sweeper"].get("params") or {}
+        lines = [*hydra["overrides"]["task"], *(f"{key}={value}" for key, value in params.items())]
         overrides = [o for o in OverridesParser.create().parse_overrides(lines) if o.key_or_group == FOLD]
         values = [v for o in overrides for v in (o.sweep_string_iterator() if o.is_sweep_override() else [o.value()])]
     except Exception:  # noqa: BLE001  no multirun.yaml, or not a sweep's: the trained folds decide

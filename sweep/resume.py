@@ -27,20 +27,27 @@ from typing import Any
 
 from sweep.config import UNFINGERPRINTED
 from sweep.records import MOVED, RECORD, artifact_problem, atomic_write, find_records, move_record, read_record, versions, write_record
-from sweep.sweep_dir import KEPT, Job, kept_dirs, new_kept_dir, records_lock
+from sweep.sweep_dir import KEPT, Job, SweepRun, kept_dirs, new_kept_dir, records_lock
 
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 
 
-def prepare(fprint: str, flat: dict[str, Any], job: Job, run: str | None) -> Record | None:
-    """Settle ``job.dir`` for a run of config ``flat`` (fingerprint ``fprint``): the reused record, or ``None`` to train."""
+def prepare(fprint: str, flat: dict[str, Any], job: Job, run: SweepRun | None) -> Record | None:
+    """Settle ``job.dir`` for a run of config ``flat`` (fingerprint ``fprint``): the reused record, or ``None`` to train.
+
+    In a dir that held no record when the sweep run began (``run.fresh``) there is nothing to
+    move or keep: only a duplicate config of this run is reused (copied), without the lock.
+    """
+    token = run.token if run is not None else None
     if job.sweep_dir is not None:
         _completed_index(Path(job.sweep_dir))  # the first scan reads every record: outside the lock
+    if run is not None and run.fresh:
+        return reuse(fprint, job, flat, token)
     with records_lock(job.sweep_dir):
         set_aside(fprint, job)
-        reused = reuse(fprint, job, flat, run)
+        reused = reuse(fprint, job, flat, token)
         if reused is None:
             clear(fprint, job)
     return reused

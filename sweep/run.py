@@ -82,7 +82,7 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
     ahead = _precomputed.pop(fprint, None)
     if ahead is not None:
         log.info("trained ahead by the launcher, with other jobs as one population; recording its results")
-    record = _new_record(job, flat, fprint, run, datetime.now(timezone.utc))
+    record = _new_record(job, flat, fprint, run.token if run is not None else None, datetime.now(timezone.utc))
     start = time.perf_counter()
     try:
         if ahead is None:
@@ -137,7 +137,8 @@ def record_failure(cfg: DictConfig, job: Job, error: str, started: float, elapse
         done, _ = whole_run(job.dir, fprint, flat)
         if done is not None:
             return done
-        record = _new_record(job, flat, fprint, run, datetime.fromtimestamp(started, timezone.utc))
+        token = run.token if run is not None else None
+        record = _new_record(job, flat, fprint, token, datetime.fromtimestamp(started, timezone.utc))
         record |= {"error": error, "fit_time_s": math.nan, "elapsed_s": round(elapsed_s, 4), "versions": versions()}
         write_record(job.dir, record)
     return record

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, ContextManager
 
 from sweep.config import SweepConfigError
-from sweep.records import write_text
+from sweep.records import RECORD, write_text
 
 LOCK = ".sweep.lock"
 HOLDER = ".sweep-holder.json"
@@ -55,12 +55,20 @@ class Job:
     sweep_dir: Path | None = None  # a multirun's root: its completed records may be reused
 
 
+@dataclass(frozen=True)
+class SweepRun:
+    """One run of a sweep into its dir: the token its records carry, and whether the dir held no record before it."""
+
+    token: str
+    fresh: bool  # nothing of an earlier run to reuse, move or keep: its jobs need not take the records lock
+
+
 @dataclass
 class Claim:
-    """This process's hold on a sweep dir: the lease and the token that marks this run's records."""
+    """This process's hold on a sweep dir: the lease, and the run it marks."""
 
     dir: Path
-    run: str
+    run: SweepRun
     lease: Any
 
 
@@ -91,9 +99,10 @@ def claim(sweep_dir: Path) -> Claim:
                                "wait for it to end, or choose another hydra.sweep.dir") from None
     except OSError as error:
         raise SweepConfigError(f"hydra.sweep.dir={sweep_dir}: cannot write there ({error.strerror or error})") from None
-    run = uuid.uuid4().hex[:12]
+    run = SweepRun(uuid.uuid4().hex[:12], fresh=next(sweep_dir.rglob(RECORD), None) is None)
     since = time.strftime("%Y-%m-%d %H:%M:%S")
-    info = {"run": run, "pid": os.getpid(), "host": socket.gethostname(), "since": since, "command": " ".join(sys.argv)}
+    info = {"run": run.token, "fresh": run.fresh, "pid": os.getpid(), "host": socket.gethostname(), "since": since,
+            "command": " ".join(sys.argv)}  # fmt: skip
     write_text(sweep_dir / HOLDER, json.dumps(info) + "\n")
     _held = Claim(sweep_dir, run, lease)
     return _held
@@ -149,12 +158,13 @@ def holder(sweep_dir: Path) -> str:
         return "a process that has not said who it is yet"
 
 
-def current_run(sweep_dir: Path) -> str | None:
-    """The token of the run that holds ``sweep_dir`` now (its records carry it), or ``None``."""
+def current_run(sweep_dir: Path) -> SweepRun | None:
+    """The run that holds ``sweep_dir`` now (its records carry its token), or ``None``."""
     if _held is not None and _held.dir.resolve() == Path(sweep_dir).resolve():
         return _held.run
     try:
-        return str(json.loads((Path(sweep_dir) / HOLDER).read_text())["run"])
+        info = json.loads((Path(sweep_dir) / HOLDER).read_text())
+        return SweepRun(str(info["run"]), bool(info.get("fresh", False)))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -43,7 +43,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from sweep.data import Dataset
+from sweep.data import Dataset, remember
 from sweep.splits import Fold
 from sweep.tasks import Fitted
 
@@ -221,6 +221,8 @@ def _serve(conn: Connection, parent_conn: Connection, job: Callable[[Any], Any] 
     keras()
     while (request := requests.get()) is not None:
         _, population, (cfgs, launcher, max_population, checked, jobs, stage) = request
+        for cfg, (data, _) in zip(cfgs, checked or []):
+            remember(cfg.dataset, data)  # the jobs this child records read it
         try:
             results, elapsed = train_population(cfgs, launcher, max_population, checked)
             conn.send(("trained", population, (len(cfgs), elapsed)))
