@@ -275,9 +275,14 @@ def asked_folds(runs: pd.DataFrame) -> frozenset[int]:
     for sweep_dir in runs["sweep_dir"].dropna().unique() if "sweep_dir" in runs else []:
         asked |= _folds_swept_in(Path(sweep_dir))
     if "fold_metrics" in runs and runs["fold_metrics"].map(lambda folds: isinstance(folds, list)).any():
-        n_splits = pd.to_numeric(runs.get("validation.n_splits", pd.Series(dtype=float)), errors="coerce").max()
-        asked |= set(range(0 if pd.isna(n_splits) else int(n_splits)))
+        asked |= set(range(_n_splits(runs)))
     return frozenset(asked)
+
+
+def _n_splits(runs: pd.DataFrame) -> int:
+    """The largest ``validation.n_splits`` of ``runs`` (0 when none has one: holdouts)."""
+    n_splits = pd.to_numeric(runs.get("validation.n_splits", pd.Series(dtype=float)), errors="coerce").max()
+    return 0 if pd.isna(n_splits) else int(n_splits)
 
 
 def _folds_swept_in(sweep_dir: Path) -> set[int]:
@@ -307,8 +312,7 @@ def missing_folds(sub: pd.DataFrame, seeds: list[Any], asked: frozenset[int]) ->
     ``fold_metrics``; one that failed or diverged on the way accounts for all its folds (they
     are failed, counted in ``n_failed``, not missing).
     """
-    n_splits = pd.to_numeric(sub.get("validation.n_splits", pd.Series(dtype=float)), errors="coerce").max()
-    n_splits = 1 if pd.isna(n_splits) else int(n_splits)
+    n_splits = _n_splits(sub) or 1
     expected = {k for k in asked if k < n_splits}
     missing = 0
     for seed in seeds:

@@ -33,7 +33,7 @@ from sweep.data import Dataset, load_dataset
 from sweep.records import HISTORY, artifact_sizes, atomic_write, history_csv, versions, write_record, write_text
 from sweep.resume import completed, prepare, set_aside, whole_run
 from sweep.splits import Fold, make_folds
-from sweep.sweep_dir import Job, current_run, records_lock
+from sweep.sweep_dir import Job, SweepRun, current_run, records_lock
 from sweep.tasks import LOSS_BOUND, LOSS_GROWTH, Fitted
 from sweep.tasks import fit as fit_task
 
@@ -82,7 +82,7 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
     ahead = _precomputed.pop(fprint, None)
     if ahead is not None:
         log.info("trained ahead by the launcher, with other jobs as one population; recording its results")
-    record = _new_record(job, flat, fprint, run.token if run is not None else None, datetime.now(timezone.utc))
+    record = _new_record(job, flat, fprint, run, datetime.now(timezone.utc))
     start = time.perf_counter()
     try:
         if ahead is None:
@@ -107,7 +107,7 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
     return record
 
 
-def _new_record(job: Job, flat: dict[str, Any], fprint: str, run: str | None, started: datetime) -> dict[str, Any]:
+def _new_record(job: Job, flat: dict[str, Any], fprint: str, run: SweepRun | None, started: datetime) -> dict[str, Any]:
     """The record of a run of config ``flat`` in ``job`` before anything is known of its outcome: failed, no error yet."""
     return {
         "status": "failed",
@@ -116,7 +116,7 @@ def _new_record(job: Job, flat: dict[str, Any], fprint: str, run: str | None, st
         "job_num": job.num,
         "overrides": job.overrides,
         "output_dir": str(job.dir),
-        "sweep_run": run,
+        "sweep_run": run.token if run is not None else None,
         "seed": flat.get("seed"),
         "started_at": started.isoformat(timespec="seconds"),
         **flat,
@@ -137,8 +137,7 @@ def record_failure(cfg: DictConfig, job: Job, error: str, started: float, elapse
         done, _ = whole_run(job.dir, fprint, flat)
         if done is not None:
             return done
-        token = run.token if run is not None else None
-        record = _new_record(job, flat, fprint, token, datetime.fromtimestamp(started, timezone.utc))
+        record = _new_record(job, flat, fprint, run, datetime.fromtimestamp(started, timezone.utc))
         record |= {"error": error, "fit_time_s": math.nan, "elapsed_s": round(elapsed_s, 4), "versions": versions()}
         write_record(job.dir, record)
     return record

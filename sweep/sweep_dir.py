@@ -122,16 +122,25 @@ def _take(lease: Any, sweep_dir: Path) -> None:
         lease.acquire(timeout=1.5 * LEASE_S)
 
 
-def _holder_alive_here(sweep_dir: Path) -> bool:
-    """Whether the process that last claimed ``sweep_dir`` runs on this machine and is alive."""
+def _holder_info(sweep_dir: Path) -> dict[str, Any]:
+    """What the process that last claimed ``sweep_dir`` wrote of itself (:data:`HOLDER`); ``{}`` when nothing readable."""
     try:
         info = json.loads((Path(sweep_dir) / HOLDER).read_text())
-        if info["host"] != socket.gethostname():
-            return False
-        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _holder_alive_here(sweep_dir: Path) -> bool:
+    """Whether the process that last claimed ``sweep_dir`` runs on this machine and is alive."""
+    info = _holder_info(sweep_dir)
+    if info.get("host") != socket.gethostname() or not isinstance(info.get("pid"), int):
+        return False
+    try:
+        os.kill(info["pid"], 0)
     except PermissionError:  # alive, another user's
         return True
-    except (OSError, ValueError, KeyError, TypeError):  # gone, or never said who it was
+    except OSError:  # gone
         return False
     return True
 
@@ -151,22 +160,18 @@ def held() -> Claim | None:
 
 def holder(sweep_dir: Path) -> str:
     """Who holds (or last held) ``sweep_dir``: ``pid 123 on host since ...: command``."""
-    try:
-        info = json.loads((Path(sweep_dir) / HOLDER).read_text())
-        return f"pid {info['pid']} on {info['host']} since {info['since']}: {info['command']}"
-    except (OSError, ValueError, KeyError, TypeError):
+    info = _holder_info(sweep_dir)
+    if not {"pid", "host", "since", "command"} <= info.keys():
         return "a process that has not said who it is yet"
+    return f"pid {info['pid']} on {info['host']} since {info['since']}: {info['command']}"
 
 
 def current_run(sweep_dir: Path) -> SweepRun | None:
     """The run that holds ``sweep_dir`` now (its records carry its token), or ``None``."""
     if _held is not None and _held.dir.resolve() == Path(sweep_dir).resolve():
         return _held.run
-    try:
-        info = json.loads((Path(sweep_dir) / HOLDER).read_text())
-        return SweepRun(str(info["run"]), bool(info.get("fresh", False)))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    info = _holder_info(sweep_dir)
+    return SweepRun(str(info["run"]), bool(info.get("fresh", False))) if "run" in info else None
 
 
 def records_lock(sweep_dir: Path | None) -> ContextManager[Any]:
