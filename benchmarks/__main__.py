@@ -5,8 +5,11 @@ fresh process, alternating the contenders round by round so that a busy machine 
 them alike; prints wall times, the ratios sweep/loop and sweep/keras-tuner (median over
 rounds of the per-round ratios), each contender's best mean validation accuracy, sweep's
 per-job overhead outside ``fit`` and peak RSS; appends one row to ``benchmarks/results.csv``.
-The contenders include ``population`` (``fit_population`` called directly) and
-``sweep-vectorized`` (the real ``sweep -m ... hydra/launcher=vectorized``, end to end).
+The contenders include ``population`` (:func:`sweep.run.train` called directly),
+``sweep-basic`` (the real ``sweep -m ... hydra/launcher=basic``: jobs one by one, each a
+population of one; the CSV's ``*_sweep_*`` columns and the per-job overheads are its) and
+``sweep-vectorized`` (``sweep -m ... hydra/launcher=vectorized``, sweep's default launcher, end
+to end). W2's records of the two launchers are compared bit for bit (``W2_records_bitwise_equal``).
 
     python -m benchmarks [--quick] [--rounds N] [--csv FILE] [--no-memory]
 """
@@ -45,7 +48,7 @@ COLUMNS = [
     "W1_population_s", "W1_population_over_loop", "W1_population_acc",
     "W2_population_s", "W2_population_over_loop", "W2_population_acc",
     "W1_vectorized_s", "W1_vectorized_over_loop", "W1_vectorized_acc",
-    "W2_vectorized_s", "W2_vectorized_over_loop", "W2_vectorized_acc",
+    "W2_vectorized_s", "W2_vectorized_over_loop", "W2_vectorized_acc", "W2_records_bitwise_equal",
     "overhead_per_job_ms", "in_job_overhead_ms", "first_job_s", "fit_first_s", "fit_rest_ms",
     "loop_fit_mean_s",
     "peak_rss_loop_mb", "peak_rss_tuner_mb", "peak_rss_sweep_mb", "peak_rss_vectorized_mb",
@@ -60,7 +63,7 @@ def _has_joblib_launcher() -> bool:
 
 def _contenders(workload: str, full: bool = True) -> list[str]:
     """The contenders of ``workload``; the quick mode leaves out joblib and the seed calibration."""
-    names = ["loop", "tuner", "sweep", "population"] if workload == "W1" else ["loop", "sweep", "population"]
+    names = ["loop", "tuner", "sweep-basic", "population"] if workload == "W1" else ["loop", "sweep-basic", "population"]
     names.append("sweep-vectorized")
     if workload == "W1" and full:
         names.append("loop-seed1")
@@ -72,14 +75,18 @@ def _contenders(workload: str, full: bool = True) -> list[str]:
 
 
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
-#: Extra ``sweep -m`` overrides of the sweep contenders other than the basic launcher.
+#: Extra ``sweep -m`` overrides of the sweep contenders. Each names its launcher: the default
+#: (``conf/config.yaml``) is ``hydra/launcher=vectorized``.
 OVERRIDES = {
+    "sweep-basic": ["hydra/launcher=basic"],
     "sweep-joblib": JOBLIB,
     "sweep-vectorized": ["hydra/launcher=vectorized"],
-    "sweep-hydra-sweeper": ["hydra/sweeper=basic"],  # Hydra's own sweeper, composing every job from scratch
+    # Hydra's own sweeper, composing every job from scratch; against sweep-basic, only the sweeper differs
+    "sweep-hydra-sweeper": ["hydra/launcher=basic", "hydra/sweeper=basic"],
 }
-#: Short names of those contenders in the CSV columns.
+#: Short names of those contenders in the CSV columns (``sweep``: the basic launcher, as in every earlier row).
 SHORT = {
+    "sweep-basic": "sweep",
     "sweep-joblib": "joblib",
     "sweep-vectorized": "vectorized",
     "sweep-hydra-sweeper": "hydra_sweeper",
@@ -155,23 +162,24 @@ def bench(quick: bool, rounds: int, memory: bool) -> dict[str, Any]:
             short = SHORT.get(c, c)
             row[f"{w}_{short}_s"] = wall(w, c)
             row[f"{w}_{short}_acc"] = acc(w, c)
-        row[f"{w}_sweep_over_loop"] = ratio(w, "sweep", "loop")
+        row[f"{w}_sweep_over_loop"] = ratio(w, "sweep-basic", "loop")
         row[f"{w}_population_over_loop"] = ratio(w, "population", "loop")
         row[f"{w}_vectorized_over_loop"] = ratio(w, "sweep-vectorized", "loop")
-    row["W1_sweep_over_tuner"] = ratio("W1", "sweep", "tuner")
-    sweep_w2 = results[("W2", "sweep")]
+    row["W1_sweep_over_tuner"] = ratio("W1", "sweep-basic", "tuner")
+    sweep_w2 = results[("W2", "sweep-basic")]
     if ("W2", "sweep-joblib") in results:
-        row["W2_joblib_speedup"] = ratio("W2", "sweep", "sweep-joblib")
+        row["W2_joblib_speedup"] = ratio("W2", "sweep-basic", "sweep-joblib")
         row["W2_joblib_bound"] = statistics.median(parallel_bound(res, workers=2) for res in sweep_w2)
     if ("W2", "sweep-hydra-sweeper") in results:
-        row["W2_grid_sweeper_speedup"] = ratio("W2", "sweep-hydra-sweeper", "sweep")
+        row["W2_grid_sweeper_speedup"] = ratio("W2", "sweep-hydra-sweeper", "sweep-basic")
+    row["W2_records_bitwise_equal"] = bitwise_equal(results[("W2", "sweep-vectorized")], sweep_w2)
     row["overhead_per_job_ms"] = 1000 * statistics.median(res.extra["overhead_per_job_s"] for res in sweep_w2)
     row["in_job_overhead_ms"] = 1000 * statistics.median(res.extra["in_job_overhead_s"] for res in sweep_w2)
     row["first_job_s"] = statistics.median(res.extra["first_job_s"] for res in sweep_w2)
     row["fit_first_s"] = statistics.median(res.extra["fit_first_s"] for res in sweep_w2)
     row["fit_rest_ms"] = 1000 * statistics.median(res.extra["fit_rest_mean_s"] for res in sweep_w2)
     row["loop_fit_mean_s"] = statistics.median(statistics.mean(res.fit_s) for res in results[("W2", "loop")])
-    for c in ("loop", "tuner", "sweep", "sweep-vectorized"):
+    for c in ("loop", "tuner", "sweep-basic", "sweep-vectorized"):
         row[f"peak_rss_{SHORT.get(c, c)}_mb"] = max(res.extra["peak_rss_mb"] for (w, name), rs in results.items() if name == c for res in rs)
     row["acc_agree"] = all(
         (max(accs) - min(accs)) * 100 <= AGREEMENT_POINTS
@@ -183,6 +191,21 @@ def bench(quick: bool, rounds: int, memory: bool) -> dict[str, Any]:
     if memory:
         row.update(_memory())
     return row
+
+
+def bitwise_equal(ours: list[Result], basic: list[Result]) -> str:
+    """``"<equal>/<runs>"``: of the runs (config, fold) of ``basic`` (a basic-launcher sweep), how many
+    ``ours`` recorded with the same bits of every :data:`~benchmarks.contenders.COMPARED` metric, in every round.
+
+    A record's floats are written as ``repr`` (``json``), which reads back to the same bits.
+    """
+    def bits(res: Result, run: str) -> list[str] | None:
+        values = res.records.get(run)
+        return None if values is None else [repr(v) for v in values]  # repr: 0.0 and -0.0 differ, as their bits do
+
+    runs = set().union(*(res.records for res in basic))
+    equal = sum(all(bits(b, run) is not None and bits(o, run) == bits(b, run) for o, b in zip(ours, basic)) for run in runs)
+    return f"{equal}/{len(runs)}"
 
 
 def parallel_bound(basic: Result, workers: int) -> float:
@@ -207,26 +230,27 @@ def report(row: dict[str, Any]) -> str:
     lines = [
         f"sweep benchmark ({row['mode']}, {row['rounds']} round(s), {row['cpus']} CPUs, load {row['load_1m']}, "
         f"TF {row['tensorflow']}, Keras {row['keras']}, commit {row['commit']})",
-        f"W1 wall s      loop {f('W1_loop_s')}  keras-tuner {f('W1_tuner_s')}  sweep {f('W1_sweep_s')}",
-        f"W1 ratios      sweep/loop {f('W1_sweep_over_loop')}  sweep/keras-tuner {f('W1_sweep_over_tuner')}  (target <= 0.6)",
-        f"W1 best acc    loop {f('W1_loop_acc', '.4f')}  keras-tuner {f('W1_tuner_acc', '.4f')}  sweep {f('W1_sweep_acc', '.4f')}  "
+        f"W1 wall s      loop {f('W1_loop_s')}  keras-tuner {f('W1_tuner_s')}  sweep (basic launcher) {f('W1_sweep_s')}",
+        f"W1 ratios      sweep/loop {f('W1_sweep_over_loop')}  sweep/keras-tuner {f('W1_sweep_over_tuner')}  (sweep: basic launcher; target <= 0.6)",
+        f"W1 best acc    loop {f('W1_loop_acc', '.4f')}  keras-tuner {f('W1_tuner_acc', '.4f')}  sweep (basic launcher) {f('W1_sweep_acc', '.4f')}  "
         f"(the loop seeded 1 instead of 0: {f('W1_loop_seed1_acc', '.4f')})",
-        f"W2 wall s      loop {f('W2_loop_s')}  sweep {f('W2_sweep_s')}  sweep joblib(2) {f('W2_joblib_s')}  "
-        f"sweep with hydra/sweeper=basic {f('W2_hydra_sweeper_s')}",
-        f"W2 ratios      sweep/loop {f('W2_sweep_over_loop')}  basic/joblib(2) speed-up {f('W2_joblib_speedup')}  (targets <= 0.6, >= 1.6; "
+        f"W2 wall s      loop {f('W2_loop_s')}  sweep (basic launcher) {f('W2_sweep_s')}  sweep joblib(2) {f('W2_joblib_s')}  "
+        f"sweep with hydra/sweeper=basic (basic launcher) {f('W2_hydra_sweeper_s')}",
+        f"W2 ratios      sweep/loop {f('W2_sweep_over_loop')}  basic/joblib(2) speed-up {f('W2_joblib_speedup')}  (sweep: basic launcher; targets <= 0.6, >= 1.6; "
         f"at most {f('W2_joblib_bound')} when each worker pays the start-up)  grid sweeper's speed-up over Hydra's {f('W2_grid_sweeper_speedup')}",
-        f"W2 best acc    loop {f('W2_loop_acc', '.4f')}  sweep {f('W2_sweep_acc', '.4f')}  joblib {f('W2_joblib_acc', '.4f')}",
+        f"W2 best acc    loop {f('W2_loop_acc', '.4f')}  sweep (basic launcher) {f('W2_sweep_acc', '.4f')}  joblib {f('W2_joblib_acc', '.4f')}",
         f"population     W1 {f('W1_population_s')} s ({f('W1_population_over_loop')} x loop)  W2 {f('W2_population_s')} s "
         f"({f('W2_population_over_loop')} x loop, target <= 0.10)  best acc W1 {f('W1_population_acc', '.4f')}  W2 {f('W2_population_acc', '.4f')}",
-        f"vectorized     sweep -m ... hydra/launcher=vectorized: W1 {f('W1_vectorized_s')} s ({f('W1_vectorized_over_loop')} x loop)  "
+        f"vectorized     sweep -m ... hydra/launcher=vectorized (the default): W1 {f('W1_vectorized_s')} s ({f('W1_vectorized_over_loop')} x loop)  "
         f"W2 {f('W2_vectorized_s')} s ({f('W2_vectorized_over_loop')} x loop, target <= 0.10)  "
         f"best acc W1 {f('W1_vectorized_acc', '.4f')}  W2 {f('W2_vectorized_acc', '.4f')}",
+        f"W2 records default vs basic: {row.get('W2_records_bitwise_equal', 'n/a')} bitwise equal (val_loss, val_accuracy, train_loss, train_accuracy; every round)",
         f"accuracies agree within {AGREEMENT_POINTS} points: {row['acc_agree']}",
-        f"sweep per job  overhead outside fit {f('overhead_per_job_ms', '.1f')} ms (target <= 50)  "
+        f"sweep per job  (basic launcher) overhead outside fit {f('overhead_per_job_ms', '.1f')} ms (target <= 50)  "
         f"inside run_job {f('in_job_overhead_ms', '.1f')} ms  fit: first {f('fit_first_s')} s, later {f('fit_rest_ms', '.0f')} ms "
         f"(loop: {f('loop_fit_mean_s')} s per fit)",
-        f"sweep start    process start to first record {f('first_job_s')} s",
-        f"peak RSS MB    loop {f('peak_rss_loop_mb', '.0f')}  keras-tuner {f('peak_rss_tuner_mb', '.0f')}  sweep {f('peak_rss_sweep_mb', '.0f')}  "
+        f"sweep start    (basic launcher) process start to first record {f('first_job_s')} s",
+        f"peak RSS MB    loop {f('peak_rss_loop_mb', '.0f')}  keras-tuner {f('peak_rss_tuner_mb', '.0f')}  sweep (basic launcher) {f('peak_rss_sweep_mb', '.0f')}  "
         f"vectorized {f('peak_rss_vectorized_mb', '.0f')}",
         f"RSS MB         10 jobs {f('rss_10_jobs_mb', '.0f')}  50 jobs {f('rss_50_jobs_mb', '.0f')}  growth {f('rss_growth_mb', '.0f')}",
     ]

@@ -1,10 +1,11 @@
-"""Does sweep's reused graph learn as well as ``model.fit``? ``python -m benchmarks.accuracy [--seeds N]``.
+"""Does sweep's batched graph learn as well as ``model.fit``? ``python -m benchmarks.accuracy [--seeds N]``.
 
 One seed's validation accuracy on digits' 287-row holdout moves by a point or more from seed to
 seed (one row is 0.35 points), so a single run per contender cannot tell a real difference from
-a lucky draw. This trains a few W1 configs with seeds ``0..N-1`` both ways, sweep's compiled path
-and ``model.fit`` (:func:`sweep.tasks.classify.fit_keras`), and prints each config's
-mean validation accuracy with its standard error.
+a lucky draw. This trains a few W1 configs with seeds ``0..N-1`` both ways, as sweep trains one
+(:func:`sweep.engines.fit_members`: the batched graph, a population of one) and with ``model.fit``
+(:func:`sweep.engines.keras_fit.fit_keras`), and prints each config's mean validation accuracy
+with its standard error.
 """
 
 from __future__ import annotations
@@ -24,11 +25,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
     parser.add_argument("--seeds", type=int, default=8)
     seeds = range(parser.parse_args(argv).seeds)
 
-    from sweep.backend import reset, seed_everything
     from sweep.config import compose
     from sweep.data import load_dataset
+    from sweep.engines import Member, fit_members
+    from sweep.engines.keras_fit import fit_keras
     from sweep.splits import make_folds
-    from sweep.tasks.classify import classify, fit_keras
+
+    def graph_fit(member: Member):
+        [fitted] = fit_members([member])
+        if fitted.trained_by != "graph":
+            raise RuntimeError(f"trained by {fitted.trained_by}, not the graph: {fitted.graph_unsupported}")
+        return fitted
 
     found: dict[str, dict[str, list[float]]] = {}
     for overrides in CONFIGS:
@@ -38,11 +45,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, list[float]]]:
             cfg = compose(*overrides, f"seed={seed}", "trainer.save_model=false")
             data = load_dataset(cfg.dataset)
             (fold,) = make_folds(cfg.validation, data.y)
-            rows = (data.x[fold.train], data.y[fold.train], data.x[fold.val], data.y[fold.val])
-            for path, task in (("sweep", classify), ("model.fit", fit_keras)):
-                reset()
-                seed_everything(seed)
-                found[label][path].append(task(cfg, *rows).metrics["val_accuracy"])
+            member = Member.of_arrays(cfg, data.x[fold.train], data.y[fold.train], data.x[fold.val], data.y[fold.val])
+            for path, fit in (("sweep", graph_fit), ("model.fit", fit_keras)):  # each seeds itself from cfg.seed
+                found[label][path].append(fit(member).metrics["val_accuracy"])
         cells = []
         for path, accs in found[label].items():
             sem = statistics.stdev(accs) / len(accs) ** 0.5 if len(accs) > 1 else float("nan")

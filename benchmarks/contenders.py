@@ -4,13 +4,14 @@
   ``keras.Sequential`` per config and fold; ``loop-seed1`` is the same loop seeded 1 instead
   of 0, to show how far a contender's best accuracy moves with the seed alone;
 * ``tuner``: keras-tuner ``GridSearch`` over the same grid (holdout workloads only);
-* ``population``: every config and fold as one population (``sweep.population``), called
+* ``population``: every config and fold as one population (:func:`sweep.run.train`), called
   directly (process start-up, TensorFlow import and trace included; no launcher, no records);
-* ``sweep``: the real ``sweep -m ...`` command with default settings (basic launcher),
-  or any launcher given by extra overrides: ``sweep-joblib`` (``hydra/launcher=joblib``),
-  ``sweep-vectorized`` (``hydra/launcher=vectorized``: the populations end to end, with
-  Hydra composing every job and every job writing its record), ``sweep-hydra-sweeper``
-  (``hydra/sweeper=basic``: Hydra's own sweeper instead of sweep's grid sweeper).
+* ``sweep``: the real ``sweep -m ...`` command with the overrides it is given: ``sweep-basic``
+  (``hydra/launcher=basic``: the jobs one by one, each a population of one),
+  ``sweep-vectorized`` (``hydra/launcher=vectorized``, sweep's default launcher: the
+  populations end to end, with Hydra composing every job and every job writing its record),
+  ``sweep-joblib`` (``hydra/launcher=joblib``), ``sweep-hydra-sweeper`` (``hydra/sweeper=basic``:
+  Hydra's own sweeper instead of sweep's grid sweeper, under the basic launcher).
 
 ``python -m benchmarks.contenders loop|tuner|population W1|W2 [--quick] [--seed N] OUT`` runs one
 of the child contenders and writes its result as JSON to ``OUT``; :func:`run` is the parent's side.
@@ -46,6 +47,8 @@ class Result:
     accuracy: dict[str, float]  # "lr,l2,dropout" -> final-epoch val_accuracy, mean over folds
     fit_s: list[float]  # per fit (loop, tuner) or per job (sweep)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: sweep contenders: per run (:func:`run_key`), its record's :data:`COMPARED` metrics as written
+    records: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def best(self) -> float:
@@ -175,17 +178,17 @@ def population_configs(workload: Workload) -> list:
 
 
 def population(workload: Workload) -> dict[str, Any]:
-    """The workload as one population (``sweep.population.fit_population``), no Hydra launcher or records."""
-    from sweep.population import fit_population
+    """The workload as one population (:func:`sweep.run.train`: check, then every config and fold at once), no Hydra launcher or records."""
+    from sweep.run import check, train
 
     cfgs = population_configs(workload)
     start = time.perf_counter()
-    fits = fit_population(cfgs)
+    trained = train(cfgs, [check(cfg) for cfg in cfgs])  # W2: 40 members, one population (at most 64)
     fit_s = time.perf_counter() - start
     by_config: dict[str, list[float]] = defaultdict(list)
-    for cfg, runs in zip(cfgs, fits):
+    for cfg, done in zip(cfgs, trained):
         reg = cfg.regularizer
-        by_config[key(cfg.optimizer.lr, reg.l2, reg.dropout)] += [fit.metrics["val_accuracy"] for _, fit in runs]
+        by_config[key(cfg.optimizer.lr, reg.l2, reg.dropout)] += [fit.metrics["val_accuracy"] for _, fit in done.fits]
     return {"accuracy": {k: sum(v) / len(v) for k, v in by_config.items()}, "fit_s": [fit_s]}
 
 
@@ -222,6 +225,16 @@ def _child(label: str, workload: Workload, quick: bool, tmp: Path) -> Result:
     return Result(label, workload.name, wall, data["accuracy"], data["fit_s"], {"peak_rss_mb": rss})
 
 
+#: The metrics of a record that two launchers must write bit for bit alike.
+COMPARED = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
+
+
+def run_key(record: dict[str, Any]) -> str:
+    """One run of a sweep (config and fold) as a key shared by every sweep contender."""
+    fold = record.get("validation.fold")
+    return key(record["optimizer.lr"], record["regularizer.l2"], record["regularizer.dropout"]) + f",fold={fold}"
+
+
 def sweep_records(sweep_dir: Path) -> list[tuple[int, dict[str, Any]]]:
     """``(mtime_ns, record)`` for every ``result.json`` below ``sweep_dir``, in the order they were written."""
     found = [(p.stat().st_mtime_ns, json.loads(p.read_text())) for p in sweep_dir.rglob("result.json")]
@@ -255,11 +268,16 @@ def _sweep(workload: Workload, tmp: Path, overrides: list[str], label: str) -> R
         "fit_rest_mean_s": sum(fits[1:]) / max(1, len(fits) - 1),
     }
     accuracy = {k: sum(v) / len(v) for k, v in by_config.items()}
-    return Result(label, workload.name, wall, accuracy, fits, extra)
+    runs = {run_key(r): [r[name] for name in COMPARED] for _, r in records}
+    return Result(label, workload.name, wall, accuracy, fits, extra, runs)
 
 
 def run(contender: str, workload: Workload, quick: bool, tmp: Path, overrides: list[str] | None = None) -> Result:
-    """Run ``contender`` (``loop``, ``loop-seed<N>``, ``tuner``, ``population``, ``sweep`` or ``sweep-<variant>``) on ``workload`` in a fresh process."""
+    """Run ``contender`` (``loop``, ``loop-seed<N>``, ``tuner``, ``population`` or ``sweep-<variant>``) on ``workload`` in a fresh process.
+
+    A ``sweep-*`` contender runs ``sweep -m`` with ``overrides`` only: it runs sweep's default
+    launcher (``hydra/launcher=vectorized``) unless they name another.
+    """
     if contender.startswith("sweep"):
         return _sweep(workload, tmp, overrides or [], contender)
     return _child(contender, workload, quick, tmp)

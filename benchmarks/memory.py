@@ -1,10 +1,14 @@
 """Flat memory: peak RSS of a 10-job and a 50-job sweep, each run by the basic launcher in one process.
 
 Every job trains a fresh one-epoch MLP on digits and saves it, so anything a job leaves
-behind (Keras graphs, layers, cached data, log handlers) would pile up over 50 jobs. Both
-training paths are measured: the tutorial MLP with Adam (``sweep.tasks.compiled``, one
-graph per process) and ``model.fit`` (here with SGD and early stopping, which keeps a run
-off the compiled path; the patience exceeds the one epoch), which traces new graphs every job.
+behind (Keras graphs, layers, cached data, log handlers) would pile up over 50 jobs. The
+sweeps pass ``hydra/launcher=basic`` (the default, ``vectorized``, would train the jobs
+together as one population). Both training paths are measured: ``graph``, the tutorial MLP
+with Adam on sweep's batched graph (each job a population of one, :mod:`sweep.engines.graph`;
+one traced graph per process), and ``fit``, ``model.fit``, which traces new graphs every job
+(SGD with early stopping, the patience longer than the one epoch, and ``trainer.verbose=2``,
+which the graph does not take: it keeps the runs on ``model.fit``). Every record must name
+its path's engine (``trained_by``).
 Each sweep is its own ``sweep -m`` process; its peak RSS is read from the kernel's
 accounting of that child (``os.wait4``), so nothing is sampled and nothing is missed.
 
@@ -15,6 +19,7 @@ accounting of that child (``os.wait4``), so nothing is sampled and nothing is mi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -26,7 +31,14 @@ from pathlib import Path
 LIMIT_MB = 100.0
 
 #: Training path -> the overrides that select it.
-PATHS = {"compiled": ["optimizer=adam"], "fit": ["optimizer=sgd", "trainer.early_stopping_patience=5"]}
+PATHS = {
+    "graph": ["optimizer=adam"],
+    "fit": ["optimizer=sgd", "trainer.early_stopping_patience=5", "trainer.verbose=2"],
+}
+#: Training path -> the engine its records must name (``trained_by``).
+ENGINES = {"graph": "graph", "fit": "model.fit"}
+#: Every sweep's launcher: the jobs one by one in the sweep's process.
+LAUNCHER = "hydra/launcher=basic"
 
 
 def sweep_command() -> str:
@@ -34,12 +46,13 @@ def sweep_command() -> str:
     return str(Path(sys.executable).with_name("sweep"))
 
 
-def peak_rss_mb(jobs: int, workdir: Path, overrides: list[str] = ()) -> tuple[float, float, int]:
-    """Run a ``jobs``-job sweep (seeds 0..jobs-1, 1 epoch) in a child process; return (peak RSS MB, seconds, records)."""
+def peak_rss_mb(jobs: int, workdir: Path, overrides: list[str] = ()) -> tuple[float, float, int, set[str]]:
+    """Run a ``jobs``-job sweep (seeds 0..jobs-1, 1 epoch) in a child process; return (peak RSS MB, seconds, records, their engines)."""
     out = workdir / f"jobs{jobs}"
     args = [
         sweep_command(),
         "-m",
+        LAUNCHER,
         *overrides,
         f"seed=range({jobs})",
         "trainer.epochs=1",
@@ -54,15 +67,15 @@ def peak_rss_mb(jobs: int, workdir: Path, overrides: list[str] = ()) -> tuple[fl
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} exited {child.returncode}; see {workdir / f'jobs{jobs}.log'}")
-    records = len(list(out.rglob("result.json")))
-    return usage.ru_maxrss / 1024, seconds, records  # Linux reports KiB
+    records = [json.loads(path.read_text()) for path in out.rglob("result.json")]
+    return usage.ru_maxrss / 1024, seconds, len(records), {r.get("trained_by") for r in records}  # Linux reports KiB
 
 
 def main(argv: list[str] | None = None) -> dict[str, float | str]:
     """Measure, print one line per sweep and the growth per path; return the figures (MB, seconds).
 
     Keys: ``<path>_peak_rss_mb_<n>_jobs``, ``<path>_seconds_<n>_jobs``, ``<path>_peak_rss_growth_mb``
-    per path (``compiled``, ``fit``), and ``peak_rss_mb_<n>_jobs``/``peak_rss_growth_mb`` of the
+    per path (``graph``, ``fit``), and ``peak_rss_mb_<n>_jobs``/``peak_rss_growth_mb`` of the
     path that grew most (named by ``worst_path``).
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -75,9 +88,11 @@ def main(argv: list[str] | None = None) -> dict[str, float | str]:
     for path in opts.paths:
         with tempfile.TemporaryDirectory(prefix="sweep-memory-") as tmp:
             for jobs in (small, large):
-                rss, seconds, records = peak_rss_mb(jobs, Path(tmp), PATHS[path])
+                rss, seconds, records, engines = peak_rss_mb(jobs, Path(tmp), PATHS[path])
                 if records != jobs:
                     raise RuntimeError(f"the {jobs}-job sweep wrote {records} records")
+                if engines != {ENGINES[path]}:
+                    raise RuntimeError(f"the {path} path's {jobs}-job sweep was trained by {sorted(map(str, engines))}, not {ENGINES[path]}")
                 figures[f"{path}_peak_rss_mb_{jobs}_jobs"] = round(rss, 1)
                 figures[f"{path}_seconds_{jobs}_jobs"] = round(seconds, 1)
                 print(f"memory [{path}]: {jobs:>3} jobs, basic launcher: peak RSS {rss:7.1f} MB ({seconds:.0f}s)", flush=True)

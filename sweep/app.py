@@ -30,7 +30,7 @@ from omegaconf import DictConfig
 
 import sweep.backend  # noqa: F401  (quiet TensorFlow before anything imports it)
 from sweep.config import SweepConfigError, config_dir
-from sweep.run import Job, primary_metric, run_job
+from sweep.run import Job, Trained, primary_metric, run_job
 from sweep.scaling import apply_threads
 from sweep.sweep_dir import held, release
 
@@ -41,8 +41,11 @@ _stopped_by: str | None = None
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def run(cfg: DictConfig) -> float:
-    """Run one composed config; log ``overrides -> metric (time)``; return the metric (NaN unless completed)."""
+def run(cfg: DictConfig, trained: Trained | None = None) -> float:
+    """Run one composed config; log ``overrides -> metric (time)``; return the metric (NaN unless completed).
+
+    ``trained``: the job's training, when sweep's launcher trained it with other jobs.
+    """
     stop_if_asked()
     hydra_cfg = HydraConfig.get()
     try:
@@ -53,7 +56,7 @@ def run(cfg: DictConfig) -> float:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     sweep_dir = Path(hydra_cfg.sweep.dir) if multirun else None
     job = Job(Path(hydra_cfg.runtime.output_dir), hydra_cfg.job.get("num"), overrides, sweep_dir)
-    record = run_job(cfg, job)
+    record = run_job(cfg, job, trained)
     value = primary_metric(cfg, record)
     label = " ".join(overrides) or "(defaults)"
     if record["status"] == "completed":

@@ -203,7 +203,7 @@ class Config:
 
 _CLUSTER_SCORES = ("inertia", "ari", "nmi", "silhouette")
 
-#: The metrics each task reports (``sweep.tasks.classify.summarize``, ``sweep.tasks.cluster``), by ``task.name``.
+#: The metrics each task reports (``sweep.engines.fitted.summarize``, ``sweep.engines.sklearn_fit``), by ``task.name``.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "classify": (
         "train_loss",
@@ -262,7 +262,7 @@ def config_dir() -> str:
 
 #: The groups of a run's config; a node a schema describes takes no key the schema lacks.
 GROUPS = ("task", "dataset", "model", "regularizer", "optimizer", "validation", "trainer")
-#: What Keras' EarlyStopping finds in the logs of a model compiled with ``metrics=["accuracy"]`` (sweep.tasks.classify).
+#: What Keras' EarlyStopping finds in the logs of a model compiled with ``metrics=["accuracy"]`` (sweep.engines.keras_fit).
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 #: NumPy's (and so scikit-learn's and Keras') largest seed.
 SEED_MAX = 2**32 - 1

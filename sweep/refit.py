@@ -19,9 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep.config import fingerprint, flatten, unflatten, validate
 from sweep.data import load_dataset
+from sweep.engines import Member, fit_members
 from sweep.records import atomic_write, read_record, versions, write_record
 from sweep.results import fold_rows, load, runs_of, scored, summarize
-from sweep.tasks import fit as fit_task
 
 REFIT_DIR = "refit"
 
@@ -136,7 +136,7 @@ def refit(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: boo
         validate(cfg)
         data = load_dataset(cfg.dataset)
         record |= {"n_train_rows": len(data.y), "n_test_rows": len(data.y_test)}
-        fit = fit_task(cfg, data.x, data.y, data.x_test, data.y_test)
+        [fit] = fit_members([Member.of_arrays(cfg, data.x, data.y, data.x_test, data.y_test)])
         record |= as_test_metrics(fit.metrics)
         record["status"] = "diverged" if fit.diverged else "completed"
         for name, write in fit.artifacts.items():

@@ -10,8 +10,9 @@ Resume: a whole completed run of the config anywhere in the sweep dir is reused 
 training again, and no finished run of another config is lost (:mod:`sweep.resume`). Failed
 and diverged records are never reused.
 
-A launcher that trains several configs at once (``hydra/launcher=vectorized``) hands each
-run its results through :func:`precompute`; the run then records them as its own.
+A launcher that trains several configs at once (``hydra/launcher=vectorized``, the default)
+calls :func:`train` for them and hands each run its :class:`Trained` results; the run then
+records them as its own.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from hydra.errors import InstantiationException
@@ -32,10 +33,9 @@ from sweep.config import SweepConfigError, fingerprint, flatten, validate
 from sweep.data import Dataset, load_dataset
 from sweep.records import HISTORY, artifact_sizes, atomic_write, history_csv, versions, write_record, write_text
 from sweep.resume import completed, prepare, set_aside, whole_run
+from sweep.engines import LOSS_BOUND, LOSS_GROWTH, Fitted, Member, fit_members
 from sweep.splits import Fold, make_folds
 from sweep.sweep_dir import Job, SweepRun, current_run, records_lock
-from sweep.tasks import LOSS_BOUND, LOSS_GROWTH, Fitted
-from sweep.tasks import fit as fit_task
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,35 @@ def check(cfg: DictConfig) -> tuple[Dataset, list[Fold]]:
     return data, folds
 
 
-def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
+class Trained(NamedTuple):
+    """A config's training done: its dataset, and ``(fold index, Fitted)`` per fold it trained."""
+
+    data: Dataset
+    fits: list[tuple[int | None, Fitted]]
+
+
+def train(cfgs: list[DictConfig], checked: list[tuple[Dataset, list[Fold]]], max_population: int = 64) -> list[Trained]:
+    """Train every fold of every config (``checked`` is each one's :func:`check`) through :func:`sweep.engines.fit_members` at once.
+
+    Each config's folds after its first diverged one are left out of its results.
+    """
+    members = [Member(cfg, data.x, data.y, fold.train, fold.val, fold.index) for cfg, (data, folds) in zip(cfgs, checked) for fold in folds]
+    fitted = iter(fit_members(members, max_population))
+    out = []
+    for data, folds in checked:
+        fits = [(fold.index, next(fitted)) for fold in folds]
+        end = next((i + 1 for i, (_, fit) in enumerate(fits) if fit.diverged), len(fits))
+        out.append(Trained(data, fits[:end]))
+    return out
+
+
+def run_job(cfg: DictConfig, job: Job, trained: Trained | None = None) -> dict[str, Any]:
     """Run the config in ``cfg`` and write its record (and history, model) into ``job.dir``; return the record.
 
-    A completed record of the same config already in the sweep is reused instead (the
-    returned record then has ``reused_from``). A record of another config in ``job.dir``
-    is moved aside (:data:`sweep.sweep_dir.KEPT`), never deleted.
+    ``trained``: its training, done by the launcher with other jobs' (:func:`train`); without
+    it, the job checks and trains its config itself. A completed record of the same config
+    already in the sweep is reused instead (the returned record then has ``reused_from``). A
+    record of another config in ``job.dir`` is moved aside (:data:`sweep.sweep_dir.KEPT`), never deleted.
     """
     job.dir.mkdir(parents=True, exist_ok=True)
     flat = flatten(cfg)
@@ -79,17 +102,12 @@ def run_job(cfg: DictConfig, job: Job) -> dict[str, Any]:
     if reused is not None:
         log.info("reused completed run %s (fingerprint %s)", reused["reused_from"], fprint)
         return reused
-    ahead = _precomputed.pop(fprint, None)
-    if ahead is not None:
-        log.info("trained ahead by the launcher, with other jobs as one population; recording its results")
+    if trained is not None:
+        log.info("trained by the launcher with other jobs; recording its results")
     record = _new_record(job, flat, fprint, run, datetime.now(timezone.utc))
     start = time.perf_counter()
     try:
-        if ahead is None:
-            data, folds = check(cfg)
-            fits = _fit_folds(cfg, data, folds)
-        else:  # a population checked its members
-            data, fits = load_dataset(cfg.dataset), ahead
+        data, fits = trained if trained is not None else train([cfg], [check(cfg)])[0]
         record |= _about_data(data) | _metrics(fits)
         record["artifacts"] = artifact_sizes(job.dir, _write_outputs(job.dir, fits))
         record["status"] = "diverged" if any(fit.diverged for _, fit in fits) else "completed"
@@ -143,22 +161,6 @@ def record_failure(cfg: DictConfig, job: Job, error: str, started: float, elapse
     return record
 
 
-#: Per-fold results of configs trained ahead of their job (a population), by fingerprint; see :func:`precompute`.
-_precomputed: dict[str, list[tuple[int | None, Fitted]]] = {}
-
-
-def precompute(fprint: str, fits: list[tuple[int | None, Fitted]] | None) -> None:
-    """Give the next :func:`run_job` of the config with fingerprint ``fprint`` its per-fold results (``None``: take them back).
-
-    ``fits`` is what :func:`_fit_folds` would have returned; that run records them
-    (metrics, history, artifacts) instead of training. Each is taken once.
-    """
-    if fits is None:
-        _precomputed.pop(fprint, None)
-    else:
-        _precomputed[fprint] = fits
-
-
 def one_line(error: BaseException) -> str:
     """``"<type>: <first line of the message>"``, saying how many more lines the job's log holds.
 
@@ -186,25 +188,17 @@ def _log_traceback_to_files() -> None:
             handler.handle(entry)
 
 
-def _fit_folds(cfg: DictConfig, data: Dataset, folds: list[Fold]) -> list[tuple[int | None, Fitted]]:
-    """Train a fresh model on each of ``folds`` (:func:`sweep.tasks.fit`); every fold starts from the same seed."""
-    fits = []
-    for fold in folds:
-        fitted = fit_task(cfg, data.x[fold.train], data.y[fold.train], data.x[fold.val], data.y[fold.val])
-        fits.append((fold.index, fitted))
-        if fitted.diverged:
-            break
-    return fits
-
-
 def _metrics(fits: list[tuple[int | None, Fitted]]) -> dict[str, Any]:
     """One fold: its metrics. Several (``validation.fold=null``): their mean, plus each fold's under ``fold_metrics``.
 
     Either way with how it was trained (``trained_by``) and the rows it was fitted and scored
     on (``n_train_rows``, ``n_val_rows``: the smallest fold's when there are several).
     """
+    unsupported = next((fit.graph_unsupported for _, fit in fits if fit.graph_unsupported), None)
     about = {
         "trained_by": "; ".join(dict.fromkeys(fit.trained_by for _, fit in fits)),
+        "population_size": max(fit.population_size for _, fit in fits),
+        **({"graph_unsupported": unsupported} if unsupported else {}),
         "n_train_rows": min(fit.n_train_rows for _, fit in fits),
         "n_val_rows": min(fit.n_val_rows for _, fit in fits),
     }

@@ -5,9 +5,9 @@ thread it overlaps nothing. ``hydra/launcher=vectorized`` therefore forks a
 :class:`TrainerProcess` as it starts: while the child imports TensorFlow, the launcher
 composes the jobs, plans the populations and loads their data and folds (importing
 scikit-learn). The child then trains each population it is sent
-(:func:`train_population`), writes every member's artifacts (``model.keras``) to a
-staging dir inside the sweep dir, and sends back each config's per-fold results as
-soon as its artifacts are written; their artifact writers move the staged files into the
+(:func:`train_population`, through :func:`sweep.run.train`), writes every member's
+artifacts (``model.keras``) to a staging dir inside the sweep dir, and sends back each
+config's per-fold results as soon as its artifacts are written; their artifact writers move the staged files into the
 job dir (a rename). The launcher records each job as its results arrive, while the
 child writes the next member's model.
 
@@ -43,34 +43,31 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from sweep.data import Dataset, remember
+from sweep.data import Dataset
+from sweep.engines import Fitted
 from sweep.splits import Fold
-from sweep.tasks import Fitted
 
 log = logging.getLogger(__name__)
 
-#: What :func:`sweep.population.fit_population` returns for one config: ``[(fold index, Fitted), ...]``.
+#: One config's per-fold results (:attr:`sweep.run.Trained.fits`): ``[(fold index, Fitted), ...]``.
 Fits = list[tuple[int | None, Fitted]]
 
 
 def train_population(
-    cfgs: Sequence[DictConfig],
-    launcher: Mapping[str, Any] | None,
-    max_population: int,
-    checked: Sequence[tuple[Dataset, list[Fold]]] | None = None,
+    cfgs: Sequence[DictConfig], launcher: Mapping[str, Any] | None, max_population: int, checked: Sequence[tuple[Dataset, list[Fold]]]
 ) -> tuple[list[Fits], float]:
-    """Each config's per-fold results from one population (:func:`sweep.population.fit_population`), and its wall time.
+    """Each config's per-fold results from training them together (:func:`sweep.run.train`), and the wall time.
 
     Threads are set as a job of ``cfgs[0]`` would set them under ``launcher``. ``checked``
-    is each config's :func:`sweep.run.check` (its dataset and folds), when the caller has it.
+    is each config's :func:`sweep.run.check` (its dataset and folds).
     """
-    from sweep.population import fit_population
+    from sweep.run import train
     from sweep.scaling import apply_threads
 
     apply_threads(cfgs[0], launcher)
     start = time.perf_counter()
-    results = fit_population(cfgs, max_population=max_population, checked=checked)
-    return results, time.perf_counter() - start
+    results = train(list(cfgs), list(checked), max_population)
+    return [trained.fits for trained in results], time.perf_counter() - start
 
 
 class TrainerProcess:
@@ -93,7 +90,7 @@ class TrainerProcess:
         self._ran: dict[Any, Any] = {}
 
     @classmethod
-    def start(cls, stage_dir: Path, job: Callable[[Any], Any] | None = None) -> TrainerProcess | None:
+    def start(cls, stage_dir: Path, job: Callable[..., Any] | None = None) -> TrainerProcess | None:
         """Fork the child, or ``None`` where forking is unsafe: train in this process.
 
         Its artifacts go to ``stage_dir``; ``job`` is what it calls for the jobs :meth:`submit`
@@ -113,15 +110,14 @@ class TrainerProcess:
         cfgs: Sequence[DictConfig],
         launcher: Mapping[str, Any] | None,
         max_population: int,
-        checked: Sequence[tuple[Dataset, list[Fold]]] | None,
-        jobs: Mapping[int, tuple[Any, str, Any]] | None = None,
+        checked: Sequence[tuple[Dataset, list[Fold]]],
+        jobs: Mapping[int, tuple[Any, Any]] | None = None,
     ) -> int | None:
         """Send one population to train; returns its id for :meth:`fits` (``None``: the child has ended, train it here).
 
-        ``jobs`` maps a config's index to ``(key, fingerprint, argument)``: once trained, that
-        config's results go to :func:`sweep.run.precompute` under ``fingerprint`` in the child,
-        which then calls ``job(argument)``; :meth:`ran` ``(key)`` returns what it returned. The
-        other configs' results come back through :meth:`fits`.
+        ``jobs`` maps a config's index to ``(key, argument)``: once trained, the child calls
+        ``job(argument, trained)`` with that config's :class:`sweep.run.Trained`; :meth:`ran`
+        ``(key)`` returns what it returned. The other configs' results come back through :meth:`fits`.
         """
         jobs = dict(jobs or {})
         population = self._next_id
@@ -131,7 +127,7 @@ class TrainerProcess:
             return None
         if len(cfgs) > len(jobs):
             self._open[population] = len(cfgs) - len(jobs)
-        self._delegated |= {key: population for key, _, _ in jobs.values()}
+        self._delegated |= {key: population for key, _ in jobs.values()}
         return population
 
     def fits(self, population: int, config: int) -> Fits | None:
@@ -209,7 +205,7 @@ class TrainerProcess:
         self._delegated.clear()
 
 
-def _serve(conn: Connection, parent_conn: Connection, job: Callable[[Any], Any] | None) -> None:
+def _serve(conn: Connection, parent_conn: Connection, job: Callable[..., Any] | None) -> None:
     """The child: import TensorFlow, then train each population received (and run its jobs), in order, until the pipe closes."""
     parent_conn.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent ends the child
@@ -221,8 +217,6 @@ def _serve(conn: Connection, parent_conn: Connection, job: Callable[[Any], Any] 
     keras()
     while (request := requests.get()) is not None:
         _, population, (cfgs, launcher, max_population, checked, jobs, stage) = request
-        for cfg, (data, _) in zip(cfgs, checked or []):
-            remember(cfg.dataset, data)  # the jobs this child records read it
         try:
             results, elapsed = train_population(cfgs, launcher, max_population, checked)
             conn.send(("trained", population, (len(cfgs), elapsed)))
@@ -233,24 +227,21 @@ def _serve(conn: Connection, parent_conn: Connection, job: Callable[[Any], Any] 
         except Exception:  # noqa: BLE001  reported to the parent, whose jobs without results then train on their own
             conn.send(("failed", population, (len(cfgs), traceback.format_exc())))
             continue
-        for config, (key, fingerprint, argument) in jobs.items():
-            _run(conn, job, key, fingerprint, results[config], argument)
+        for config, (key, argument) in jobs.items():
+            _run(conn, job, key, argument, (checked[config][0], results[config]))
 
 
-def _run(conn: Connection, job: Callable[[Any], Any] | None, key: Any, fingerprint: str, fits: Fits, argument: Any) -> None:
-    """Run ``job(argument)`` with ``fits`` handed to :func:`sweep.run.precompute`; send its return, or why it failed."""
-    from sweep.run import precompute
+def _run(conn: Connection, job: Callable[..., Any] | None, key: Any, argument: Any, trained: tuple[Dataset, Fits]) -> None:
+    """Run ``job(argument, trained)`` (a :class:`sweep.run.Trained`); send its return, or why it failed."""
+    from sweep.run import Trained
 
     if job is None:
         conn.send(("job failed", key, "the trainer process was started without a job function"))
         return
-    precompute(fingerprint, fits)
     try:
-        conn.send(("ran", key, job(argument)))
+        conn.send(("ran", key, job(argument, Trained(*trained))))
     except Exception:  # noqa: BLE001  the parent runs the job instead
         conn.send(("job failed", key, traceback.format_exc()))
-    finally:
-        precompute(fingerprint, None)
 
 
 def _read(conn: Connection, requests: queue.SimpleQueue) -> None:

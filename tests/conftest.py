@@ -22,6 +22,8 @@ SWEEP = str(Path(sys.executable).with_name("sweep"))
 
 #: Overrides that keep a classify run to about a second on digits.
 QUICK = ["trainer.epochs=2", "trainer.save_model=false"]
+#: Overrides that send the tutorial MLP to the model.fit engine: an activation the batched graph does not have.
+MODEL_FIT = ("model.activation=selu",)
 
 
 def compose_config(*overrides: str) -> DictConfig:

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 import sweep
-from conftest import QUICK, run_sweep
+from conftest import MODEL_FIT, QUICK, run_sweep
 from sweep.config import TASK_METRICS
 from sweep.data import load_dataset
 from sweep.splits import make_folds
-from sweep.tasks import fit
+from sweep.engines import Member, fit_members
 
 CLASSIFY_METRICS = (
     "train_loss, train_accuracy, val_loss, val_accuracy, best_val_accuracy, best_epoch, epochs_run, restored_epoch, fit_time_s"
@@ -66,14 +66,14 @@ def test_every_metric_a_task_reports_can_be_chosen(task: str, metric: str) -> No
 
 @pytest.mark.parametrize(
     "overrides",
-    [["task=classify"], ["task=classify", "trainer.early_stopping_patience=1"], ["task=cluster"]],
+    [["task=classify"], ["task=classify", *MODEL_FIT], ["task=cluster"]],
     ids=["classify", "classify-model.fit", "cluster"],
 )
 def test_the_metrics_task_metric_may_name_are_those_the_task_reports(overrides: list[str]) -> None:
     cfg = sweep.compose(*overrides, "trainer.epochs=1")
     data = load_dataset(cfg.dataset)
     (fold,) = make_folds(cfg.validation, data.y)
-    fitted = fit(cfg, data.x[fold.train], data.y[fold.train], data.x[fold.val], data.y[fold.val])
+    [fitted] = fit_members([Member(cfg, data.x, data.y, fold.train, fold.val)])
     assert sorted(fitted.metrics) == sorted(TASK_METRICS[cfg.task.name])
 
 

@@ -19,11 +19,11 @@ import pytest
 import sweep
 from sweep.records import RECORD
 from sweep.run import Job, run_job
-from tests.conftest import SWEEP, records_under, run_sweep
+from tests.conftest import MODEL_FIT, SWEEP, records_under, run_sweep
 
-#: SGD through ``model.fit``: early stopping (patience beyond every run's epochs) is not on the compiled path.
-MODEL_FIT = ["optimizer=sgd", "trainer.early_stopping_patience=10"]
-FIT = [*MODEL_FIT, "trainer.epochs=1"]  # about a second a job
+#: SGD through ``model.fit`` (an activation the batched graph does not have).
+SGD_FIT = ["optimizer=sgd", *MODEL_FIT]
+FIT = [*SGD_FIT, "trainer.epochs=1"]  # about a second a job
 
 
 def _but_run(record: dict) -> dict:
@@ -34,17 +34,17 @@ def _job(cfg_overrides: list[str], job_dir: Path, sweep_dir: Path | None = None)
     return run_job(sweep.compose(*cfg_overrides), Job(job_dir, sweep_dir=sweep_dir))
 
 
-def test_the_model_fit_runs_here_do_not_take_the_compiled_path() -> None:
-    from sweep.tasks import compiled
+def test_the_model_fit_runs_here_do_not_take_the_batched_graph() -> None:
+    from sweep.engines import graph
 
-    assert not compiled.supports(sweep.compose(*FIT))
+    assert graph.unsupported(sweep.compose(*FIT)) == "model.activation=selu: the graph has relu, tanh, sigmoid, elu, linear"
 
 
 # ------------------------------------------------------------------- failed and diverged
 
 
 def test_a_nan_loss_stops_training_at_once_and_is_recorded_diverged(tmp_path: Path) -> None:
-    record = _job([*MODEL_FIT, "optimizer.lr=1e6", "trainer.epochs=5"], tmp_path)
+    record = _job([*SGD_FIT, "optimizer.lr=1e6", "trainer.epochs=5"], tmp_path)
     assert record["status"] == "diverged" and "NaN or inf" in record["error"]
     assert record["epochs_run"] == 1  # TerminateOnNaN stopped the first epoch; 4 were never run
     assert not (tmp_path / "model.keras").exists()
@@ -68,7 +68,7 @@ def test_a_job_that_raises_is_recorded_failed_with_type_and_message(tmp_path: Pa
 @pytest.mark.slow
 def test_a_sweep_goes_on_past_failed_and_diverged_jobs(tmp_path: Path) -> None:
     proc = run_sweep(
-        "-m", *MODEL_FIT, "optimizer.lr=0.01,1e6", "model.activation=relu,nosuch",
+        "-m", "optimizer=sgd", "optimizer.lr=0.01,1e6", "model.activation=relu,nosuch",
         "trainer.epochs=3", "trainer.save_model=false", "hydra.sweep.dir=sw", cwd=tmp_path, check=False,
     )  # fmt: skip
     by_point = {(r["optimizer.lr"], r["model.activation"]): r for r in records_under(tmp_path / "sw")}
@@ -97,7 +97,7 @@ def test_fail_on_error_false_exits_zero_and_diverged_runs_never_fail_a_sweep(tmp
     )
     assert tolerant.returncode == 0 and tolerant.stdout.strip().splitlines()[-2] == "2 runs: 1 completed, 1 failed"
     diverged = run_sweep(
-        "-m", *MODEL_FIT, "optimizer.lr=1e6", "trainer.epochs=2", "trainer.save_model=false", "hydra.sweep.dir=b",
+        "-m", *SGD_FIT, "optimizer.lr=1e6", "trainer.epochs=2", "trainer.save_model=false", "hydra.sweep.dir=b",
         cwd=tmp_path, check=False,
     )  # fmt: skip
     assert diverged.returncode == 0 and diverged.stdout.strip().splitlines()[-1] == "1 run: 0 completed, 1 diverged"
@@ -121,7 +121,7 @@ def test_a_completed_record_is_reused_untouched_and_a_changed_value_is_not(tmp_p
 
 
 def test_failed_and_diverged_records_are_never_reused(tmp_path: Path) -> None:
-    for overrides in (["task=cluster", "model.n_clusters=1200"], [*MODEL_FIT, "optimizer.lr=1e6", "trainer.epochs=1"]):
+    for overrides in (["task=cluster", "model.n_clusters=1200"], [*SGD_FIT, "optimizer.lr=1e6", "trainer.epochs=1"]):
         first = _job(overrides, tmp_path)
         assert first["status"] in ("failed", "diverged")
         stat = (tmp_path / RECORD).stat()
@@ -219,8 +219,8 @@ def test_resume_with_the_joblib_launcher_reuses_unchanged_points_only(tmp_path: 
 
 @pytest.mark.slow
 def test_two_identical_sweeps_give_the_same_numbers_bit_for_bit(tmp_path: Path) -> None:
-    # the compiled path and model.fit (early stopping, patience beyond the 2 epochs)
-    grid = ["-m", "trainer.early_stopping_patience=null,10", "trainer.epochs=2", "trainer.save_model=false", "seed=7"]
+    # the batched graph and model.fit (an activation the graph does not have)
+    grid = ["-m", "model.activation=relu,selu", "trainer.epochs=2", "trainer.save_model=false", "seed=7"]
     for name in ("a", "b"):
         run_sweep(*grid, f"hydra.sweep.dir={name}", cwd=tmp_path)
     for job in ("0", "1"):

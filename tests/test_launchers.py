@@ -40,7 +40,7 @@ FOUR_RUNS = [
 ]
 
 #: Columns that differ between launchers by nature (times, paths, dates, the run that wrote them, how they trained).
-VOLATILE = ("time", "elapsed", "output_dir", "sweep_dir", "sweep_run", "started_at", "job_num", "versions", "trained_by")
+VOLATILE = ("time", "elapsed", "output_dir", "sweep_dir", "sweep_run", "started_at", "job_num", "versions", "trained_by", "population_size")
 
 
 def compose_with_hydra(*overrides: str) -> DictConfig:

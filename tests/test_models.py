@@ -8,7 +8,7 @@ import pytest
 from conftest import compose_config
 from sweep.backend import keras
 from sweep.config import SweepConfigError
-from sweep.tasks.classify import build_model
+from sweep.engines.keras_fit import build_model
 
 
 def layers_of(model, kind: str) -> list:

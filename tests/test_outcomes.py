@@ -8,22 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from conftest import QUICK, compose_config
-from sweep.backend import seed_everything
+from conftest import MODEL_FIT, QUICK, compose_config
 from sweep.data import load_dataset
 from sweep.run import Job, run_job
 from sweep.splits import make_folds
-from sweep.tasks import LOSS_BOUND, LOSS_GROWTH, exploded, fit
-from sweep.tasks.classify import fit_keras
+from sweep.engines import LOSS_BOUND, LOSS_GROWTH, Member, exploded, fit_members
+from sweep.engines.keras_fit import fit_keras
 
 #: SGD at lr 10 on digits: the train loss is ~1e11 after one epoch and ~1e35 after three, when val_loss is inf.
 EXPLODING = ("optimizer=sgd", "optimizer.lr=10")
 
 
-def _rows(cfg):
+def _member(cfg) -> Member:
     data = load_dataset(cfg.dataset)
     (fold,) = make_folds(cfg.validation, data.y)
-    return data.x[fold.train], data.y[fold.train], data.x[fold.val], data.y[fold.val]
+    return Member(cfg, data.x, data.y, fold.train, fold.val)
 
 
 def _epochs(*losses: tuple[float, float]) -> list[dict[str, float]]:
@@ -42,7 +41,7 @@ def test_a_loss_that_is_not_finite_or_explodes_is_divergence_and_a_falling_one_i
 
 @pytest.mark.parametrize(
     "overrides",
-    [("trainer.epochs=1",), ("trainer.epochs=3",), ("trainer.epochs=1", "trainer.early_stopping_patience=3")],
+    [("trainer.epochs=1",), ("trainer.epochs=3",), ("trainer.epochs=1", *MODEL_FIT)],
     ids=["graph-finite-loss", "graph-val-loss-inf", "model.fit-finite-loss"],
 )
 def test_a_run_whose_loss_explodes_is_recorded_diverged_and_keeps_no_model(tmp_path: Path, overrides: tuple[str, ...]) -> None:
@@ -53,18 +52,19 @@ def test_a_run_whose_loss_explodes_is_recorded_diverged_and_keeps_no_model(tmp_p
 
 @pytest.mark.parametrize(
     ("overrides", "trained_by"),
-    [((), "graph"), (("trainer.early_stopping_patience=5",), "model.fit"), (("task=cluster",), "sklearn")],
+    [((), "graph"), (("trainer.early_stopping_patience=5",), "graph"), (MODEL_FIT, "model.fit"), (("task=cluster",), "sklearn")],
 )
 def test_every_fit_says_how_it_was_trained(overrides: tuple[str, ...], trained_by: str) -> None:
     cfg = compose_config(*QUICK, *overrides)
-    assert fit(cfg, *_rows(cfg)).trained_by == trained_by
+    [fitted] = fit_members([_member(cfg)])
+    assert fitted.trained_by == trained_by
+    assert (fitted.graph_unsupported is None) == (trained_by != "model.fit")  # model.fit says why the graph could not
 
 
 def test_without_early_stopping_the_model_holds_the_last_epoch() -> None:
     cfg = compose_config(*QUICK)
-    graph = fit(cfg, *_rows(cfg))
-    seed_everything(cfg.seed)
-    keras_fit = fit_keras(cfg, *_rows(cfg))
+    [graph] = fit_members([_member(cfg)])
+    keras_fit = fit_keras(_member(cfg))
     assert keras_fit.trained_by == "model.fit"
     for fitted in (graph, keras_fit):
         assert fitted.metrics["restored_epoch"] == fitted.metrics["epochs_run"] == 2

@@ -44,11 +44,11 @@ def test_a_classify_run_writes_record_history_and_model(tmp_path: Path) -> None:
     assert _saved_model_accuracy(tmp_path, cfg) == pytest.approx(record["val_accuracy"], abs=1e-6)
 
 
-@pytest.mark.parametrize(("lr", "epochs", "stops_early"), [(0.05, 8, True), (0.02, 6, False)], ids=["stopped", "ran-every-epoch"])
+@pytest.mark.parametrize(("lr", "epochs", "stops_early"), [(0.05, 10, True), (0.02, 6, False)], ids=["stopped", "ran-every-epoch"])
 def test_with_early_stopping_the_record_describes_the_model_it_keeps(tmp_path: Path, lr: float, epochs: int, stops_early: bool) -> None:
     # EarlyStopping(monitor=val_loss, restore_best_weights=True): Keras 3 restores the best
     # epoch's weights at the end of training, whether it stopped early or not.
-    cfg = compose_config("trainer.early_stopping_patience=3", f"trainer.epochs={epochs}", f"optimizer.lr={lr}")
+    cfg = compose_config("trainer.early_stopping_patience=2", f"trainer.epochs={epochs}", f"optimizer.lr={lr}")
     record = run_job(cfg, Job(tmp_path))
     history = np.genfromtxt(tmp_path / "history.csv", delimiter=",", names=True)
     restored = int(np.argmin(history["val_loss"]))

@@ -1,14 +1,14 @@
-"""``hydra/launcher=vectorized``: Hydra's basic launcher, except that sweep's jobs that can train together do.
+"""``hydra/launcher=vectorized``, sweep's default: Hydra's basic launcher, except that sweep's jobs that can train together do.
 
 The jobs of a launch are composed as the basic launcher composes them (with sweep's default
 ``hydra/sweeper=grid``, each is a copy of a template: :mod:`sweep.compose_once`). Those that are
-sweep runs and differ only in :data:`sweep.population.VECTORIZABLE` keys (equal
-:func:`sweep.population.group_key`) are trained as populations of at most
-``max_population`` members, each in one TensorFlow graph; every member's per-fold results
-are handed to :func:`sweep.run.precompute`. Then every job runs through Hydra's
+sweep runs and differ only in :data:`sweep.engines.VECTORIZABLE` keys (equal
+:func:`sweep.engines.group_key`) are trained together (:func:`sweep.run.train`), their folds
+as populations of at most ``max_population`` members. Then every job runs through Hydra's
 ``run_job`` in order, exactly as under ``hydra/launcher=basic``: its job dir, ``.hydra/``
-files, log, callbacks and ``JobReturn`` are Hydra's, and sweep's task function writes the
-record, history and model as usual, from the population's results instead of training.
+files, log, callbacks and ``JobReturn`` are Hydra's, and sweep's task function is called with
+the job's :class:`sweep.run.Trained` (its ``trained`` argument) and records it as its own.
+A member's numbers are the same bits as its job's under ``hydra/launcher=basic``.
 
 The populations train in a child process forked as the launch starts
 (:mod:`sweep.trainer_process`; ``hydra.launcher.trainer_process=false`` trains them here),
@@ -27,6 +27,8 @@ cannot resolve string annotations.
 """
 
 import copy
+import functools
+import inspect
 import logging
 import math
 import os
@@ -69,8 +71,8 @@ ConfigStore.instance().store(group="hydra/launcher", name="vectorized", node=Vec
 
 
 @dataclass(frozen=True)
-class Member:
-    """A sweep job that may join a population: its task config (no ``hydra`` node) and its run's identity."""
+class Candidate:
+    """A sweep job that may train with others: its task config (no ``hydra`` node) and its run's identity."""
 
     index: int  # position in the launch
     cfg: DictConfig
@@ -105,11 +107,11 @@ class VectorizedLauncher(Launcher):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"Launching {len(job_overrides)} jobs locally, populations of up to {self.max_population}")
         trainer = None
-        if self.trainer_process and len(job_overrides) > 1 and all(key in self.config for key in SWEEP_KEYS):
+        if self.trainer_process and len(job_overrides) > 1 and self._trains_together():
             from sweep.trainer_process import TrainerProcess
 
             trainer = TrainerProcess.start(sweep_dir / f".trainer-{os.getpid()}", job=self._run)
-        chunks: dict[int, list[Member]] = {}
+        chunks: dict[int, list[Candidate]] = {}
         try:
             jobs = []
             for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
@@ -118,7 +120,7 @@ class VectorizedLauncher(Launcher):
                     sweep_config.hydra.job.id = idx
                     sweep_config.hydra.job.num = idx
                 jobs.append((idx, overrides, sweep_config))
-            chunks = plan(members([config for _, _, config in jobs]), self.max_population)
+            chunks = plan(candidates([config for _, _, config in jobs]), self.max_population) if self._trains_together() else {}
             results = Results(chunks, jobs, self.config.hydra.launcher, self.max_population, trainer)
             runs: dict[int, JobReturn] = {}
             for position, job in enumerate(jobs):
@@ -127,31 +129,36 @@ class VectorizedLauncher(Launcher):
                     trainer = None
                 if position in results.delegated:
                     continue
-                if position in chunks:
-                    results.hand_over(position)
+                trained = results.take(position) if position in chunks else None
+                if trained is not None:
                     configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-                runs[position] = self._run(job)
+                runs[position] = self._run(job, trained)
             for position in sorted(results.delegated):
                 ran = results.trainer.ran(position)
                 runs[position] = ran if ran is not None else self._run(jobs[position])  # trains here
         finally:
             if trainer is not None:
                 trainer.close()
-            from sweep.run import precompute
-
-            for chunk in {id(chunk): chunk for chunk in chunks.values()}.values():
-                for member in chunk:  # results no job took (the sweep was interrupted, or the task is not sweep's)
-                    precompute(member.fingerprint, None)
         return [runs[position] for position in range(len(jobs))]
 
-    def _run(self, job: tuple[int, Sequence[str], DictConfig]) -> JobReturn:
-        """Run one composed job ``(number, overrides, config)`` through Hydra's ``run_job``, as the basic launcher does."""
+    def _trains_together(self) -> bool:
+        """Whether this launch's jobs are sweep runs whose task function takes the launcher's training (``trained``)."""
+        assert self.config is not None
+        takes = "trained" in inspect.signature(self.task_function).parameters if self.task_function is not None else False
+        return takes and all(key in self.config for key in SWEEP_KEYS)
+
+    def _run(self, job: tuple[int, Sequence[str], DictConfig], trained: Any = None) -> JobReturn:
+        """Run one composed job ``(number, overrides, config)`` through Hydra's ``run_job``, as the basic launcher does.
+
+        ``trained``, the job's :class:`sweep.run.Trained` when it trained with others, is handed to the task function.
+        """
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
         idx, overrides, sweep_config = job
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        task = self.task_function if trained is None else functools.partial(self.task_function, trained=trained)
         ret = run_job(
             hydra_context=self.hydra_context,
-            task_function=self.task_function,
+            task_function=task,
             config=sweep_config,
             job_dir_key="hydra.sweep.dir",
             job_subdir_key="hydra.sweep.subdir",
@@ -160,7 +167,7 @@ class VectorizedLauncher(Launcher):
         return ret
 
 
-def members(configs: Sequence[DictConfig]) -> list[Member]:
+def candidates(configs: Sequence[DictConfig]) -> list[Candidate]:
     """The sweep jobs among ``configs`` (each composed with its ``hydra`` node), with fingerprints and whether they are reusable.
 
     A config that is not a sweep run, or whose fingerprint cannot be computed (it is then
@@ -185,7 +192,7 @@ def members(configs: Sequence[DictConfig]) -> list[Member]:
                 flat = flatten(cfg)
                 fprint = fingerprint(flat)
                 job = Job(Path(str(config.hydra.sweep.dir), str(config.hydra.sweep.subdir)).absolute(), index, [], Path(str(config.hydra.sweep.dir)))
-                found.append(Member(index, cfg, fprint, reusable(fprint, job, flat)))
+                found.append(Candidate(index, cfg, fprint, reusable(fprint, job, flat)))
             except Exception as error:  # noqa: BLE001  the job reports it when it runs
                 log.debug("job #%d runs on its own: %s", index, error)
     finally:
@@ -201,28 +208,33 @@ def task_config(config: DictConfig) -> DictConfig:
     return cfg
 
 
-def plan(candidates: Sequence[Member], max_population: int) -> dict[int, list[Member]]:
+def plan(candidates: Sequence[Candidate], max_population: int) -> dict[int, list[Candidate]]:
     """Each job's population (its position -> the members), for the candidates that train with others.
 
-    Candidates with equal :func:`sweep.population.group_key` form a group, in job order;
+    Candidates with equal :func:`sweep.engines.group_key` form a group, in job order;
     reusable and duplicate configs are left out (the run reuses the first's record); a
     group is split into the fewest near-equal chunks of at most ``max_population``.
     Chunks of one member are left out.
     """
     if not candidates:
         return {}
-    from sweep.population import group_key
+    from sweep.config import SweepConfigError, validate
+    from sweep.engines import group_key
 
-    groups: dict[str, list[Member]] = {}
+    groups: dict[str, list[Candidate]] = {}
     seen: set[str] = set()
-    for member in candidates:
-        if member.reusable or member.fingerprint in seen:
+    for candidate in candidates:
+        if candidate.reusable or candidate.fingerprint in seen:
             continue
-        seen.add(member.fingerprint)
-        key = group_key(member.cfg)
+        seen.add(candidate.fingerprint)
+        try:
+            validate(candidate.cfg)
+            key = group_key(candidate.cfg)
+        except (SweepConfigError, AttributeError, KeyError):  # the job reports it when it runs
+            key = None
         if key is not None:
-            groups.setdefault(key, []).append(member)
-    chunks: dict[int, list[Member]] = {}
+            groups.setdefault(key, []).append(candidate)
+    chunks: dict[int, list[Candidate]] = {}
     for group in groups.values():
         n_chunks = math.ceil(len(group) / max_population)
         for part in range(n_chunks):
@@ -233,71 +245,72 @@ def plan(candidates: Sequence[Member], max_population: int) -> dict[int, list[Me
 
 
 class Results:
-    """Hands each population member's results to :func:`sweep.run.precompute` before its job runs.
+    """Each population member's training (a :class:`sweep.run.Trained`), for its job: :meth:`take`.
 
-    With a trainer process, every population is sent to it at once (its data and folds
-    loaded here, while the child still imports TensorFlow) and each member waits for its
-    own results; when every job of the launch is a member, the child also records the last
-    :data:`CHILD_SHARE` of them itself (:attr:`delegated`), at the same time as this
-    process records the others. Without a trainer process, a population trains here before
-    its first member's job. A member whose population failed gets nothing, and trains on its own.
+    Every population's data and folds are checked first. With a trainer process, every
+    population is sent to it at once (while the child still imports TensorFlow) and each
+    member waits for its own results; when every job of the launch is a member, the child
+    also records the last :data:`CHILD_SHARE` of them itself (:attr:`delegated`), at the
+    same time as this process records the others. Without a trainer process, a population
+    trains here before its first member's job. A member whose population failed gets
+    nothing, and trains on its own.
     """
 
-    def __init__(self, chunks: dict[int, list[Member]], jobs: Sequence[Any], launcher: DictConfig, max_population: int, trainer: Any) -> None:
+    def __init__(self, chunks: dict[int, list[Candidate]], jobs: Sequence[Any], launcher: DictConfig, max_population: int, trainer: Any) -> None:
+        from sweep.run import check
+
         self.chunks = chunks
         self.launcher = launcher
         self.max_population = max_population
         self.trainer = trainer
-        self.handed: set[int] = set()  # populations trained in this process
+        self.checked: dict[int, list] = {}  # id(chunk) -> each member's dataset and folds
+        self.ready: dict[int, Any] = {}  # position -> its Trained, once its population trained here
+        self.trained_here: set[int] = set()  # id(chunk)
         self.sent: dict[int, int | None] = {}  # id(chunk) -> its population in the trainer process (None: it had died)
         self.delegated: set[int] = set()  # positions of the jobs the trainer process records
-        if trainer is None:
-            return
-        from sweep.run import check
-
-        if len(chunks) == len(jobs):
+        if trainer is not None and len(chunks) == len(jobs):
             self.delegated = set(range(len(jobs) - int(len(jobs) * CHILD_SHARE), len(jobs)))
         for chunk in {id(chunk): chunk for chunk in chunks.values()}.values():
             try:
-                checked = [check(member.cfg) for member in chunk]
+                self.checked[id(chunk)] = [check(candidate.cfg) for candidate in chunk]
             except Exception:  # noqa: BLE001  each job reports its own error when it runs
-                self.delegated -= {member.index for member in chunk}
+                self.delegated -= {candidate.index for candidate in chunk}
                 continue
-            mine = {i: (m.index, m.fingerprint, jobs[m.index]) for i, m in enumerate(chunk) if m.index in self.delegated}
-            self.sent[id(chunk)] = trainer.submit([member.cfg for member in chunk], launcher, max_population, checked, mine)
+            if trainer is not None:
+                mine = {i: (c.index, jobs[c.index]) for i, c in enumerate(chunk) if c.index in self.delegated}
+                self.sent[id(chunk)] = trainer.submit([c.cfg for c in chunk], launcher, max_population, self.checked[id(chunk)], mine)
         if self.delegated:
             numbers = sorted(jobs[position][0] for position in self.delegated)
             log.info("jobs #%d to #%d are recorded by the trainer process once trained", numbers[0], numbers[-1])
 
-    def hand_over(self, position: int) -> None:
-        """Make the results of the member at ``position`` in the launch ready for its job."""
-        from sweep.run import precompute
+    def take(self, position: int) -> Any:
+        """The training of the member at ``position`` in the launch, waiting for it; ``None``: its job trains on its own."""
+        from sweep.run import Trained
 
-        chunk, config = self._place(position)
+        chunk = self.chunks[position]
+        config = next(i for i, candidate in enumerate(chunk) if candidate.index == position)
+        checked = self.checked.get(id(chunk))
+        if checked is None:
+            return None
         if id(chunk) in self.sent:
             population = self.sent[id(chunk)]
             fits = None if population is None else self.trainer.fits(population, config)
-            if fits is not None:
-                precompute(chunk[config].fingerprint, fits)
-        elif id(chunk) not in self.handed:
-            self.handed.add(id(chunk))
-            for member, fits in zip(chunk, train(chunk, self.launcher, self.max_population), strict=False):
-                precompute(member.fingerprint, fits)
-
-    def _place(self, position: int) -> tuple[list[Member], int]:
-        """The population of the job at ``position`` in the launch, and the job's place in it."""
-        chunk = self.chunks[position]
-        return chunk, next(i for i, member in enumerate(chunk) if member.index == position)
+            return None if fits is None else Trained(checked[config][0], fits)
+        if id(chunk) not in self.trained_here:
+            self.trained_here.add(id(chunk))
+            self.ready |= {c.index: t for c, t in zip(chunk, train(chunk, checked, self.launcher, self.max_population))}
+        return self.ready.pop(position, None)
 
 
-def train(chunk: Sequence[Member], launcher: DictConfig, max_population: int) -> list[Any]:
-    """Each member's per-fold results from training ``chunk`` in this process as one population; ``[]`` if it raised."""
+def train(chunk: Sequence[Candidate], checked: list, launcher: DictConfig, max_population: int) -> list[Any]:
+    """Each candidate's :class:`sweep.run.Trained` from training ``chunk`` in this process; ``[]`` if it raised."""
+    from sweep.run import Trained
     from sweep.trainer_process import train_population
 
     try:
-        results, elapsed = train_population([member.cfg for member in chunk], launcher, max_population)
+        results, elapsed = train_population([c.cfg for c in chunk], launcher, max_population, checked)
     except Exception:  # noqa: BLE001  a failed population must not sink the sweep
         log.warning("population of %d jobs failed; they run one by one", len(chunk), exc_info=True)
         return []
     log.info("trained a population of %d jobs in %.1fs", len(chunk), elapsed)
-    return results
+    return [Trained(data, fits) for (data, _), fits in zip(checked, results)]

@@ -1,4 +1,4 @@
-"""Unsupervised clustering: fit the configured scikit-learn estimator (KMeans) on the training rows.
+"""The scikit-learn engine: unsupervised clustering with the configured estimator (KMeans) on the member's rows.
 
 Images are flattened to vectors. Labels are used only to score: ``ari`` and ``nmi``
 compare the clusters predicted for the validation rows with their labels; ``inertia``
@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from omegaconf import DictConfig
 from sklearn import metrics as skm
 
 from sweep.config import SweepConfigError, build
-from sweep.tasks import Fitted
+from sweep.engines.fitted import Fitted
+from sweep.engines.member import Member
 
 
 def cluster_scores(estimator, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -30,8 +30,10 @@ def cluster_scores(estimator, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     }
 
 
-def cluster(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Fitted:
-    """Fit ``cfg.model`` (seeded with ``cfg.seed``) on flattened training rows; score both row sets."""
+def cluster(member: Member) -> Fitted:
+    """Fit ``cfg.model`` (seeded with ``cfg.seed``) on the flattened training rows; score both row sets."""
+    cfg = member.cfg
+    x_train, y_train, x_val, y_val = member.arrays()
     n_clusters = cfg.model.get("n_clusters")
     if n_clusters is not None and n_clusters > len(x_train):
         raise SweepConfigError(f"model.n_clusters={n_clusters}: more clusters than the {len(x_train)} training rows")

@@ -1,20 +1,13 @@
-"""Task functions: arrays in, metrics out. They know nothing of files or Hydra.
-
-A task is called as ``task(cfg, x_train, y_train, x_val, y_val)`` with the composed
-config and one fold's rows, and returns a :class:`Fitted`. ``task.name`` picks it;
-:func:`fit` is how a run (or a refit) calls it.
-"""
+"""What a fit produced (:class:`Fitted`), and how a per-epoch history becomes one: the same for every engine."""
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig
 
 
 @dataclass
@@ -24,11 +17,10 @@ class Fitted:
     ``artifacts`` maps a file name (``model.keras``) to a function that writes the
     artifact to the path it is given; the caller picks the path and makes it atomic.
     ``diverged``: the loss went NaN/inf or exploded (:func:`exploded`); such a fit has no artifacts.
-    ``trained_by`` says which code trained it: ``"model.fit"`` (Keras' own loop),
-    ``"graph"`` (the reused graph of :mod:`sweep.tasks.compiled`), ``"population of N"``
-    (one of N members trained together in one batched graph by :mod:`sweep.population`;
-    its ``fit_time_s`` is then that graph's wall time divided equally among the N) or
-    ``"sklearn"`` (a scikit-learn estimator's ``fit``).
+    ``trained_by`` names the engine: ``"graph"`` (the batched graph, :mod:`sweep.engines.graph`),
+    ``"model.fit"`` (Keras' own loop; ``graph_unsupported`` says why the graph could not) or
+    ``"sklearn"``. ``population_size`` is how many members trained together in one graph; its
+    ``fit_time_s`` is then the graph's wall time divided equally among them.
     """
 
     metrics: dict[str, float]
@@ -36,6 +28,8 @@ class Fitted:
     artifacts: dict[str, Callable[[str], Any]] = field(default_factory=dict)
     diverged: bool = False
     trained_by: str = "model.fit"
+    population_size: int = 1
+    graph_unsupported: str | None = None
     n_train_rows: int = 0  # the rows it was fitted on
     n_val_rows: int = 0  # the rows it was scored on
 
@@ -68,35 +62,27 @@ def exploded(history: list[dict[str, float]]) -> bool:
     return max(losses) > min(LOSS_BOUND, growth)
 
 
-def get_task(name: str) -> Callable[..., Fitted]:
-    """The task function registered under ``name`` (``classify`` or ``cluster``)."""
-    if name == "classify":
-        from sweep.tasks.classify import classify
+def summarize(history: list[dict[str, float]], restored: int | None, artifacts: dict, trained_by: str) -> Fitted:
+    """The :class:`Fitted` of a classifier's per-epoch ``history``: metrics of the last epoch, or of epoch ``restored`` (0-based) whose weights the model holds.
 
-        return classify
-    if name == "cluster":
-        from sweep.tasks.cluster import cluster
-
-        return cluster
-    raise KeyError(name)
-
-
-def fit(cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Fitted:
-    """Run ``cfg.task.name`` on one fold's rows from a clean, seeded start; its ``fit_time_s`` is the task call alone.
-
-    A Keras task first drops the previous fit's session state and seeds every generator
-    (with op determinism as ``trainer.deterministic`` says), so a fold's numbers never
-    depend on what ran before it in the process.
+    Metrics: ``train_loss``/``train_accuracy``, ``val_loss``/``val_accuracy``,
+    ``best_val_accuracy``, ``best_epoch`` (1-based, the best ``val_accuracy``), ``epochs_run``
+    and ``restored_epoch`` (1-based). Whether it diverged is decided here, for every engine
+    (:func:`exploded`); a diverged fit's ``artifacts`` are dropped, so its model is never written.
     """
-    if cfg.task.name == "classify":
-        from sweep.backend import reset, seed_everything
-        from sweep.tasks.compiled import supports
-
-        reset(collect=not supports(cfg))
-        seed_everything(cfg.seed, cfg.trainer.get("deterministic", True))
-    task = get_task(cfg.task.name)
-    start = time.perf_counter()
-    fitted = task(cfg, x_train, y_train, x_val, y_val)
-    fitted.metrics["fit_time_s"] = time.perf_counter() - start
-    fitted.n_train_rows, fitted.n_val_rows = len(x_train), len(x_val)
-    return fitted
+    val_acc = [row.get("val_accuracy", math.nan) for row in history]
+    best = int(np.nanargmax(val_acc)) if not np.isnan(val_acc).all() else len(history) - 1
+    kept = len(history) - 1 if restored is None else restored
+    final = history[kept]
+    metrics = {
+        "train_loss": final.get("loss", math.nan),
+        "train_accuracy": final.get("accuracy", math.nan),
+        "val_loss": final.get("val_loss", math.nan),
+        "val_accuracy": final.get("val_accuracy", math.nan),
+        "best_val_accuracy": val_acc[best],
+        "best_epoch": best + 1,
+        "epochs_run": len(history),
+        "restored_epoch": kept + 1,
+    }
+    diverged = exploded(history)
+    return Fitted(metrics, history, {} if diverged else artifacts, diverged, trained_by)

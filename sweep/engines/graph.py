@@ -1,0 +1,542 @@
+"""The batched graph: ``model.fit`` of the tutorial MLP for a population of members at once, the one place sweep re-implements Keras' math.
+
+A member is one (config, fold). Each has its own rows (index arrays into the shared dataset,
+padded and masked), initial weights, batch order and dropout masks (stateless draws keyed
+on its seed: :data:`SHUFFLE_KEY`, :data:`DROPOUT_KEY`), learning rate, L1/L2 strengths,
+dropout rate, optimizer state, step count and early stopping. Weights are stacked along a
+leading member axis and every step is one batched matmul per layer. A single fit is a
+population of one.
+
+The math is ``model.fit``'s, step for step: Glorot-uniform kernels and zero biases; per
+epoch a fresh shuffle split into batches of ``batch_size`` (the last one partial); per batch
+the mean sparse cross-entropy of the softmax plus ``l1*sum|W| + l2*sum W^2`` over the
+hidden kernels, its gradient and the Keras 3 optimizer's update
+(:mod:`sweep.engines.optimizers`); inverted dropout after every hidden layer; epoch
+``loss``/``accuracy`` as Keras reports them, ``val_loss``/``val_accuracy`` on the whole
+validation set (penalty included); a member stops after the first epoch whose loss is
+NaN/inf (``TerminateOnNaN``) or, with ``trainer.early_stopping_patience``, as Keras 3's
+``EarlyStopping(restore_best_weights=True)`` would, and keeps its best epoch's weights.
+The random numbers are different draws from the same distributions as Keras' own.
+
+Bits: a member's numbers do not depend on the population it trains in. Every op works on
+each member's slice alone (batched matmuls, per-member sums and draws), and every slice
+that goes through ``exp``, ``pow`` or an activation is a whole number of
+:data:`~sweep.engines.optimizers.LANES` floats: Eigen's vectorized and scalar versions of
+those differ in the last bit, and a tensor's tail takes the scalar one. So batches and
+validation rows are padded to multiples of LANES rows (masked), and the validation sums run
+over chunks of at most :data:`VAL_CHUNK` rows, below which Eigen's summation order does not
+change with trailing (masked) zeros.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+import numpy as np
+from omegaconf import DictConfig
+
+from sweep.engines.fitted import Fitted, summarize
+from sweep.engines.member import Member
+from sweep.engines.optimizers import LANES, OPTIMIZERS, Rule, coefficients, optimizer_inputs, update
+from sweep.engines.saved import TrainedState, keras_model
+
+MLP_TARGET = "sweep.models.mlp"
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "linear")
+#: Columns of the history the graph returns, one row per epoch; early stopping may monitor any.
+COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy")
+#: Validation rows evaluated at once per member (bounds memory; see the bits, above).
+VAL_CHUNK = 1024
+#: The stateless generators' keys are (member's seed, k): k = the layer for its initial kernel,
+#: SHUFFLE_KEY + epoch for an epoch's batch order, and (DROPOUT_KEY + the member's step) *
+#: DROPOUT_STRIDE + the layer for a step's dropout draws.
+SHUFFLE_KEY = 1 << 20
+DROPOUT_KEY = 1 << 40
+DROPOUT_STRIDE = 16
+
+
+def unsupported(cfg: DictConfig) -> str | None:
+    """Why the graph cannot train ``cfg``, in one line naming the key; ``None`` when it can."""
+    model, opt, trainer = cfg.model, cfg.optimizer, cfg.trainer
+    target = opt.get("_target_")
+    if model.get("_target_") != MLP_TARGET:
+        return f"model._target_={model.get('_target_')}: the graph trains {MLP_TARGET} only"
+    extra = sorted(set(model) - {"_target_", "name", "hidden_units", "activation"})
+    if extra:
+        return f"model.{extra[0]}: not a setting of the graph's MLP"
+    if model.get("activation", "relu") not in ACTIVATIONS:
+        return f"model.activation={model.activation}: the graph has {', '.join(ACTIVATIONS)}"
+    if target not in OPTIMIZERS:
+        return f"optimizer._target_={target}: the graph has {', '.join(OPTIMIZERS)}"
+    extra = sorted(set(opt) - {"_target_", "name", "lr", *OPTIMIZERS[target][1]})
+    if extra:
+        return f"optimizer.{extra[0]}: not a setting of the graph's {OPTIMIZERS[target][0]}"
+    momentum = opt.get("momentum", 0.0)
+    if not isinstance(momentum, float) or not 0.0 <= momentum <= 1.0 or not isinstance(opt.get("nesterov", False), bool):
+        return f"optimizer.momentum={momentum}, nesterov={opt.get('nesterov', False)}: the graph takes a float in [0, 1] and a bool"
+    if trainer.get("early_stopping_patience") is not None and trainer.get("early_stopping_monitor") not in COLUMNS:
+        return f"trainer.early_stopping_monitor={trainer.get('early_stopping_monitor')}: the graph monitors {', '.join(COLUMNS)}"
+    if trainer.get("verbose", 0):
+        return f"trainer.verbose={trainer.verbose}: the graph prints no progress"
+    return None
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The MLP's layer sizes and activation."""
+
+    n_features: int
+    hidden_units: tuple[int, ...]
+    activation: str
+    n_classes: int
+
+    @classmethod
+    def of(cls, cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int) -> Shape:
+        """The shape of ``cfg``'s MLP on inputs of ``input_shape`` with ``n_classes`` classes."""
+        units = tuple(int(u) for u in cfg.model.get("hidden_units", (128,)))
+        return cls(int(np.prod(input_shape)), units, str(cfg.model.get("activation", "relu")), n_classes)
+
+    @property
+    def layers(self) -> list[tuple[int, int]]:
+        """(fan in, fan out) of each Dense layer, the softmax output last."""
+        sizes = [self.n_features, *self.hidden_units, self.n_classes]
+        return list(zip(sizes[:-1], sizes[1:]))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What fixes a population's graph; every other setting is an input (:class:`Feeds`).
+
+    Without ``dropout`` (every member's rate 0) the masks are left out of the graph, and
+    without ``l1`` or ``l2`` that penalty's terms, which changes no number.
+    """
+
+    shape: Shape
+    rule: Rule
+    size: int
+    dropout: bool
+    l1: bool
+    l2: bool
+    monitor: str | None  # early stopping's, when on
+
+    @classmethod
+    def of(cls, members: Sequence[Member]) -> Plan:
+        """The plan of ``members``, which share everything but :data:`sweep.engines.VECTORIZABLE` keys and their rows."""
+        first, cfg = members[0], members[0].cfg
+        hp = np.array([hyperparameters(m.cfg) for m in members])
+        stops = cfg.trainer.get("early_stopping_patience") is not None
+        shape = Shape.of(cfg, first.x.shape[1:], first.n_classes)
+        return cls(shape, Rule.of(cfg), len(members), *map(bool, hp[:, [3, 1, 2]].any(0)), cfg.trainer.early_stopping_monitor if stops else None)
+
+
+def hyperparameters(cfg: DictConfig) -> list[float]:
+    """A member's own hyperparameters: learning rate, L1, L2, dropout rate."""
+    reg = cfg.regularizer
+    return [cfg.optimizer.lr, reg.get("l1", 0.0), reg.get("l2", 0.0), reg.get("dropout", 0.0)]
+
+
+def fit_population(members: Sequence[Member]) -> list[Fitted]:
+    """Train ``members`` as one population (they share one :class:`Plan`, dataset and class count); one :class:`Fitted` each.
+
+    A member's ``fit_time_s`` is the population's wall time (its graph's tracing on first use
+    included) divided equally among them.
+    """
+    from sweep.backend import keras
+
+    keras()  # the TensorFlow import is not the fit's time
+    start = time.perf_counter()
+    plan = Plan.of(members)
+    history, ran, weights, slots, iterations, restored = compiled(plan)(*_inputs(members))
+    per_member = (time.perf_counter() - start) / len(members)
+    fits = []
+    for i, member in enumerate(members):
+        state = TrainedState([w[i] for w in weights], [[s[i] for s in slot] for slot in slots], int(iterations[i]))
+        fitted = _fitted(member, history[: ran[i], i], state, int(restored[i]) if plan.monitor else None)
+        fitted.metrics["fit_time_s"] = per_member
+        fitted.population_size = len(members)
+        fits.append(fitted)
+    return fits
+
+
+def _fitted(member: Member, rows: np.ndarray, state: TrainedState, restored: int | None) -> Fitted:
+    """The :class:`Fitted` of one member's history ``rows`` (one row of :data:`COLUMNS` per epoch run) and final ``state``."""
+    from sweep.backend import save_model
+
+    cfg, input_shape, n_classes = member.cfg, member.x.shape[1:], member.n_classes
+    history = [{"epoch": i, **dict(zip(COLUMNS, map(float, row)))} for i, row in enumerate(rows, start=1)]
+    artifacts = {}
+    if cfg.trainer.save_model:
+        artifacts["model.keras"] = lambda path: save_model(keras_model(cfg, input_shape, n_classes, state), path)
+    fitted = summarize(history, restored, artifacts, trained_by="graph")
+    fitted.n_train_rows, fitted.n_val_rows = len(member.train), len(member.val)
+    return fitted
+
+
+def _inputs(members: Sequence[Member]) -> list[np.ndarray]:
+    """The graph's :class:`Feeds` for ``members``."""
+    first, trainer = members[0], members[0].cfg.trainer
+    train, n_train = _padded([m.train for m in members], 1)
+    val, n_val = _padded([m.val for m in members], LANES)
+    return [
+        np.ascontiguousarray(first.x, np.float32).reshape(len(first.x), -1),
+        np.asarray(first.y, np.int64),
+        train,
+        n_train,
+        val,
+        n_val,
+        np.array([hyperparameters(m.cfg) for m in members], np.float32),
+        np.asarray(optimizer_inputs(first.cfg), np.float32),
+        np.array([m.cfg.seed for m in members], np.int64),
+        np.int32(trainer.epochs),
+        np.int32(trainer.batch_size),
+        np.int32(trainer.get("early_stopping_patience") or 0),
+    ]
+
+
+def _padded(rows: list[np.ndarray], multiple: int) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` as one ``[members, width]`` index array (padded with row 0 to a multiple of ``multiple``) and each member's count."""
+    counts = np.array([len(r) for r in rows], np.int32)
+    out = np.zeros((len(rows), -(-int(counts.max()) // multiple) * multiple), np.int32)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out, counts
+
+
+@lru_cache(maxsize=8)
+def compiled(plan: Plan) -> Callable[..., Any]:
+    """``plan``'s fit graph, traced on first use and kept for the process, run in a TensorFlow session of its own.
+
+    Its own session, whose compiled kernels nothing else touches: every Keras
+    ``clear_session()`` and ``tf.random.set_seed()`` (the model.fit engine's, before each of
+    its fits) clears the eager runtime's caches, after which an eager ``tf.function`` pays
+    ~120 ms to instantiate its graph again. Not XLA: it compiles for longer than it saves in
+    one sweep, and its random ops draw other numbers than the CPU kernels.
+    """
+    from sweep.backend import keras
+
+    keras()  # TensorFlow started quietly, with the process's thread limits, before anything imports it
+    import tensorflow as tf
+    from tensorflow.core.protobuf import rewriter_config_pb2
+
+    specs = Feeds.specs(plan)
+    graph = tf.Graph()
+    with graph.as_default():
+        feeds = [tf.compat.v1.placeholder(spec.dtype, spec.shape) for spec in specs]
+        outputs = tf.function(Population(plan).fit, input_signature=specs, autograph=False)(*feeds)
+    threading = tf.config.threading
+    config = tf.compat.v1.ConfigProto(
+        intra_op_parallelism_threads=threading.get_intra_op_parallelism_threads(),
+        inter_op_parallelism_threads=threading.get_inter_op_parallelism_threads(),
+    )
+    # Grappler's arithmetic rewrites (RMSprop's g / sqrt(v + eps) into g * rsqrt(...)) depend on
+    # which terms a plan leaves out, so they would give a member other bits in another population
+    config.graph_options.rewrite_options.arithmetic_optimization = rewriter_config_pb2.RewriterConfig.OFF
+    session = tf.compat.v1.Session(graph=graph, config=config)
+    return lambda *inputs: session.run(outputs, dict(zip(feeds, inputs)))
+
+
+class Feeds(NamedTuple):
+    """The graph's inputs: the dataset's rows, each member's rows, hyperparameters and seed, and the shared settings."""
+
+    x: Any  # [rows, features]
+    y: Any  # [rows]
+    train: Any  # [members, width]: each member's training rows, padded
+    n_train: Any  # [members]
+    val: Any  # [members, width]: validation rows, padded to a multiple of LANES
+    n_val: Any  # [members]
+    hp: Any  # [members, 4]: hyperparameters()
+    opt: Any  # [3]: optimizer_inputs(), shared
+    seeds: Any  # [members]
+    epochs: Any
+    batch_size: Any
+    patience: Any  # early stopping's, when the plan has a monitor
+
+    @staticmethod
+    def specs(plan: Plan) -> list:
+        import tensorflow as tf
+
+        m, f32, i32 = plan.size, tf.float32, tf.int32
+        shapes = [([None, plan.shape.n_features], f32), ([None], tf.int64), ([m, None], i32), ([m], i32), ([m, None], i32), ([m], i32)]
+        shapes += [([m, 4], f32), ([3], f32), ([m], tf.int64), ([], i32), ([], i32), ([], i32)]
+        return [tf.TensorSpec(shape, dtype) for shape, dtype in shapes]
+
+    @property
+    def lr(self):
+        return self.hp[:, 0]
+
+    @property
+    def l1(self):
+        return self.hp[:, 1]
+
+    @property
+    def l2(self):
+        return self.hp[:, 2]
+
+    @property
+    def rate(self):
+        return self.hp[:, 3]
+
+
+class State(NamedTuple):
+    """What a step hands the next, per member: weights, optimizer slots (per :attr:`Rule.slots`) and step count."""
+
+    params: list
+    slots: list
+    iterations: Any
+
+
+class Watch(NamedTuple):
+    """Early stopping's bookkeeping per member: the monitor's best value, its epoch (0-based), epochs since, its weights."""
+
+    best: Any
+    epoch: Any
+    wait: Any
+    params: list
+
+
+def _members(factor, w):
+    """A per-member ``factor`` ``[M]`` broadcast onto ``w`` ``[M, ...]``."""
+    return factor[(slice(None),) + (None,) * (len(w.shape) - 1)]
+
+
+def _biased(h, b):
+    """``h`` ``[M, rows, units]`` plus each member's bias ``b`` ``[M, units]``.
+
+    For a layer narrower than a whole number of LANES (the 10-class output), the gradient of
+    a plain broadcast sums the rows in an order that depends on the member's place in the
+    population: there it sums each unit's column as a row of the transpose instead.
+    """
+    import tensorflow as tf
+
+    if b.shape[-1] % LANES == 0:
+        return h + b[:, None, :]
+
+    @tf.custom_gradient
+    def add(h, b):
+        def gradient(dy):
+            return dy, tf.reduce_sum(tf.transpose(dy, [0, 2, 1]), 2)
+
+        return h + b[:, None, :], gradient
+
+    return add(h, b)
+
+
+class Population:
+    """The pieces of one :class:`Plan`'s fit graph; :meth:`fit` puts them together.
+
+    Written with ``tf.while_loop`` rather than through AutoGraph, which would double the
+    one-off trace time. A step is bound by the count and passes of its ops, not by
+    arithmetic, so it makes few: an inactive member's step sizes are zeroed rather than its
+    state selected (:func:`sweep.engines.optimizers.coefficients`), the penalty's gradient
+    is written out, the dropout draws are made outside the tape.
+    """
+
+    def __init__(self, plan: Plan) -> None:
+        import tensorflow as tf
+
+        self.plan = plan
+        self.n_hidden = len(plan.shape.hidden_units)
+        self.act = {"relu": tf.nn.relu, "tanh": tf.math.tanh, "sigmoid": tf.math.sigmoid, "elu": tf.nn.elu, "linear": tf.identity}[
+            plan.shape.activation
+        ]
+
+    def per_member(self, draw: Callable, inputs, dtype):
+        """``draw`` of each member's slice of ``inputs``, stacked: one graph loop, so the graph does not grow with the size."""
+        import tensorflow as tf
+
+        return tf.map_fn(draw, inputs, fn_output_signature=dtype, parallel_iterations=self.plan.size)
+
+    def initial(self, seeds) -> list:
+        """Glorot-uniform kernels (each member's drawn with key (seed, layer)) and zero biases."""
+        import tensorflow as tf
+
+        params = []
+        for i, (fan_in, fan_out) in enumerate(self.plan.shape.layers):
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+
+            def draw(seed, dims=(fan_in, fan_out), i=i, limit=limit):
+                return tf.random.stateless_uniform(dims, tf.stack([seed, tf.constant(i, tf.int64)]), -limit, limit)
+
+            kernels = tf.ensure_shape(self.per_member(draw, seeds, tf.float32), [self.plan.size, fan_in, fan_out])
+            params += [kernels, tf.zeros([self.plan.size, fan_out])]
+        return params
+
+    def forward(self, params: list, x, rate, noises: list):
+        """Logits ``[M, rows, classes]`` of ``x`` ``[M, rows, features]``; with ``noises`` (training), inverted dropout at ``rate``."""
+        import tensorflow as tf
+
+        for i in range(self.n_hidden):
+            x = self.act(_biased(tf.matmul(x, params[2 * i]), params[2 * i + 1]))
+            if noises:
+                x = tf.where(noises[i] >= rate[:, None, None], x * (1.0 / (1.0 - rate))[:, None, None], 0.0)
+        return _biased(tf.matmul(x, params[2 * self.n_hidden]), params[2 * self.n_hidden + 1])
+
+    def noise(self, seeds, counters, rows) -> list:
+        """Per hidden layer, each member's uniform draws ``[M, rows, units]`` for its dropout masks (none without dropout)."""
+        import tensorflow as tf
+
+        if not self.plan.dropout:
+            return []
+        return [
+            self.per_member(
+                lambda key, dims=tf.stack([rows, units]): tf.random.stateless_uniform(dims, key),
+                tf.stack([seeds, counters * DROPOUT_STRIDE + i], axis=1),
+                tf.float32,
+            )
+            for i, units in enumerate(self.plan.shape.hidden_units)
+        ]
+
+    def penalty(self, params: list, f: Feeds):
+        """Each member's ``l1*sum|W| + l2*sum W^2`` over the hidden kernels."""
+        import tensorflow as tf
+
+        total = tf.zeros([self.plan.size])
+        for kernel in params[: 2 * self.n_hidden : 2]:
+            if self.plan.l1:
+                total += f.l1 * tf.reduce_sum(tf.abs(kernel), [1, 2])
+            if self.plan.l2:
+                total += f.l2 * tf.reduce_sum(tf.square(kernel), [1, 2])
+        return total
+
+    def penalty_gradients(self, grads: list, params: list, f: Feeds, on) -> list:
+        """``grads`` plus the penalty's, ``l1 * sign(W) + 2 * l2 * W`` on each hidden kernel, times ``on``.
+
+        Written out rather than taped: the tape's gradient of the penalty's sums broadcasts
+        ``l1`` and ``l2`` to the kernel's shape first, two more passes over the weights per step.
+        """
+        import tensorflow as tf
+
+        l1, l2 = (on * f.l1)[:, None, None], (on * f.l2 * 2.0)[:, None, None]
+        grads = list(grads)
+        for i in range(0, 2 * self.n_hidden, 2):
+            if self.plan.l1:
+                grads[i] += l1 * tf.sign(params[i])
+            if self.plan.l2:
+                grads[i] += l2 * params[i]
+        return grads
+
+    @staticmethod
+    def scores(logits, y, mask):
+        """Per member: summed cross-entropy and hits over the rows ``mask`` keeps."""
+        import tensorflow as tf
+
+        # log-softmax and a gather: the op TensorFlow traces for the fused one under op determinism,
+        # which the model.fit engine turns on; written out, the graph is the same whenever it is traced
+        ce = -tf.gather(tf.nn.log_softmax(logits), y, batch_dims=2)
+        hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1), y), tf.float32)
+        zero = tf.zeros_like(ce)
+        return tf.reduce_sum(tf.where(mask, ce, zero), 1), tf.reduce_sum(tf.where(mask, hits, zero), 1)
+
+    def step(self, f: Feeds, state: State, batch, count, active, counters) -> tuple[State, Any, Any]:
+        """One optimizer step of every ``active`` member on its ``batch``: the new state, each one's batch loss times its rows, its hits."""
+        import tensorflow as tf
+
+        mask = tf.range(tf.shape(batch)[1])[None, :] < count[:, None]
+        count_f, on = tf.cast(count, tf.float32), tf.cast(active, tf.float32)
+        noises = self.noise(f.seeds, counters, tf.shape(batch)[1])
+        with tf.GradientTape() as tape:
+            tape.watch(state.params)
+            logits = self.forward(state.params, tf.gather(f.x, batch), f.rate, noises)
+            ce_sum, hits = self.scores(logits, tf.gather(f.y, batch), mask)
+            ce = tf.math.divide_no_nan(ce_sum, count_f)
+            total = tf.reduce_sum(tf.where(active, ce, tf.zeros_like(ce)))
+        grads = self.penalty_gradients(tape.gradient(total, state.params), state.params, f, on)
+        loss = ce + self.penalty(state.params, f)
+        factors = coefficients(self.plan.rule, f.lr, f.opt, state.iterations + 1.0, on)
+        params, slots = [], [[] for _ in state.slots]
+        for i, (w, g) in enumerate(zip(state.params, grads)):
+            w, values = update(self.plan.rule, factors, w, g, [slot[i] for slot in state.slots])
+            params.append(w)
+            for slot, value in zip(slots, values):
+                slot.append(value)
+        zero = tf.zeros_like(loss)
+        return State(params, slots, state.iterations + on), tf.where(active, loss * count_f, zero), tf.where(active, hits, zero)
+
+    def epoch(self, f: Feeds, epoch, alive, state: State) -> tuple[State, Any, Any]:
+        """One epoch of every ``alive`` member, in batches of its own shuffled rows: the new state, each one's summed loss and hits."""
+        import tensorflow as tf
+
+        size = f.batch_size
+        width = (size + LANES - 1) // LANES * LANES
+        steps = (f.n_train + size - 1) // size
+        max_steps = tf.reduce_max(steps)
+        key = tf.cast(epoch, tf.int64) + SHUFFLE_KEY
+
+        def order(args):
+            seed, n = args
+            return tf.pad(tf.random.experimental.stateless_shuffle(tf.range(n), tf.stack([seed, key])), [[0, max_steps * size - n]])
+
+        rows = tf.gather(f.train, self.per_member(order, (f.seeds, f.n_train), tf.int32), batch_dims=1)
+        batches = tf.pad(tf.reshape(rows, tf.stack([self.plan.size, max_steps, size])), [[0, 0], [0, 0], [0, width - size]])
+
+        def body(step, state, loss_sum, hit_sum):
+            batch = batches[:, step]
+            count = tf.clip_by_value(f.n_train - step * size, 0, size)
+            counters = tf.cast(epoch * steps + step, tf.int64) + DROPOUT_KEY
+            state, loss, hits = self.step(f, state, batch, count, tf.logical_and(alive, count > 0), counters)
+            return step + 1, state, loss_sum + loss, hit_sum + hits
+
+        zero = tf.zeros([self.plan.size])
+        _, state, loss_sum, hit_sum = tf.while_loop(lambda step, *_: step < max_steps, body, (tf.constant(0), state, zero, zero))
+        return state, loss_sum, hit_sum
+
+    def evaluate(self, params: list, f: Feeds):
+        """Per member: summed cross-entropy and hits over its validation rows, :data:`VAL_CHUNK` rows at a time."""
+        import tensorflow as tf
+
+        def body(start, ce_sum, hit_sum):
+            rows = f.val[:, start : start + VAL_CHUNK]
+            mask = (start + tf.range(tf.shape(rows)[1]))[None, :] < f.n_val[:, None]
+            ce, hits = self.scores(self.forward(params, tf.gather(f.x, rows), None, []), tf.gather(f.y, rows), mask)
+            return start + VAL_CHUNK, ce_sum + ce, hit_sum + hits
+
+        zero = tf.zeros([self.plan.size])
+        _, ce_sum, hit_sum = tf.while_loop(lambda start, *_: start < tf.shape(f.val)[1], body, (tf.constant(0), zero, zero))
+        return ce_sum, hit_sum
+
+    def watch(self, watch: Watch, epoch, row, params: list, alive, patience) -> tuple[Watch, Any]:
+        """Keras 3's ``EarlyStopping(restore_best_weights=True)`` after ``epoch`` for each ``alive`` member: the new watch, and who stops."""
+        import tensorflow as tf
+
+        monitor = self.plan.monitor
+        if monitor is None:
+            return watch, tf.zeros_like(alive)
+        current = row[:, COLUMNS.index(monitor)]
+        improved = tf.logical_and(alive, current > watch.best if "acc" in monitor else current < watch.best)
+        taken = tf.logical_and(alive, tf.logical_or(improved, epoch == 0))  # Keras keeps the first epoch's weights to start
+        wait = tf.where(improved, 0, watch.wait + tf.cast(alive, tf.int32))
+        kept = [tf.where(_members(taken, p), p, b) for p, b in zip(params, watch.params)]
+        stop = tf.logical_and(tf.logical_and(alive, tf.logical_not(improved)), tf.logical_and(wait >= patience, epoch > 0))
+        return Watch(tf.where(improved, current, watch.best), tf.where(taken, epoch, watch.epoch), wait, kept), stop
+
+    def fit(self, *feeds):
+        """Every epoch of every member: the history ``[epochs, M, COLUMNS]``, epochs each ran, weights kept, slots, steps, restored epoch."""
+        import tensorflow as tf
+
+        f, size, monitor = Feeds(*feeds), self.plan.size, self.plan.monitor
+        params = self.initial(f.seeds)
+        state = State(params, [[tf.zeros_like(p) for p in params] for _ in self.plan.rule.slots], tf.zeros([size]))
+        worst = -math.inf if monitor and "acc" in monitor else math.inf
+        watch = Watch(tf.fill([size], worst), tf.zeros([size], tf.int32), tf.zeros([size], tf.int32), params if monitor else [])
+
+        def body(epoch, alive, ran, state, watch, history):
+            state, loss_sum, hit_sum = self.epoch(f, epoch, alive, state)
+            val_ce, val_hits = self.evaluate(state.params, f)
+            n_train, n_val = tf.cast(f.n_train, tf.float32), tf.cast(f.n_val, tf.float32)
+            val_loss = val_ce / n_val + self.penalty(state.params, f)
+            row = tf.stack([loss_sum / n_train, hit_sum / n_train, val_loss, val_hits / n_val], axis=1)
+            watch, stop = self.watch(watch, epoch, row, state.params, alive, f.patience)
+            ran += tf.cast(alive, tf.int32)
+            alive = tf.logical_and(tf.logical_and(alive, tf.math.is_finite(row[:, 0])), tf.logical_not(stop))
+            return epoch + 1, alive, ran, state, watch, history.write(epoch, row)
+
+        start = (tf.constant(0), tf.ones([size], tf.bool), tf.zeros([size], tf.int32), state, watch, tf.TensorArray(tf.float32, size=f.epochs))
+        epochs, _, ran, state, watch, history = tf.while_loop(
+            lambda epoch, alive, *_: tf.logical_and(epoch < f.epochs, tf.reduce_any(alive)), body, start
+        )
+        kept = watch.params if monitor else state.params
+        return history.stack()[:epochs], ran, kept, state.slots, state.iterations, watch.epoch

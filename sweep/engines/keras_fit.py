@@ -1,0 +1,72 @@
+"""The ``model.fit`` engine: Keras' own loop, for every classifier the batched graph does not cover (CNNs, user models)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from omegaconf import DictConfig
+
+from sweep.backend import keras, reset, save_model, seed_everything
+from sweep.config import build
+from sweep.engines.fitted import Fitted, summarize
+from sweep.engines.member import Member
+from sweep.models import checked_model
+
+
+def build_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int):
+    """The compiled model that ``cfg.model``, ``cfg.regularizer`` and ``cfg.optimizer`` describe.
+
+    The builder's model is checked first (:func:`sweep.models.checked_model`), so a builder returning
+    the wrong thing is named in one line instead of failing inside ``compile`` or ``fit``.
+    """
+    reg = cfg.regularizer
+    built = build(
+        cfg.model,
+        input_shape=list(input_shape),
+        n_classes=n_classes,
+        l1=reg.get("l1", 0.0),
+        l2=reg.get("l2", 0.0),
+        dropout=reg.get("dropout", 0.0),
+    )
+    model = checked_model(built, cfg.model.get("_target_"), input_shape, n_classes)
+    optimizer = build(cfg.optimizer, reserved=("lr",), learning_rate=cfg.optimizer.lr)
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def fit_keras(member: Member) -> Fitted:
+    """Train a fresh model on the member's rows with ``model.fit``, validating every epoch, from a clean, seeded start.
+
+    Stops at once when the loss becomes NaN/inf; with early stopping, Keras restores the best
+    epoch's weights and the metrics are that epoch's. The session is cleared and every
+    generator seeded first (op determinism as ``trainer.deterministic`` says), so a fit's
+    numbers never depend on what ran before it in the process.
+    """
+    cfg, trainer = member.cfg, member.cfg.trainer
+    reset(collect=True)
+    seed_everything(cfg.seed, trainer.get("deterministic", True))
+    x_train, y_train, x_val, y_val = member.arrays()
+    model = build_model(cfg, x_train.shape[1:], member.n_classes)
+    callbacks = [keras().callbacks.TerminateOnNaN()]
+    patience = trainer.get("early_stopping_patience")
+    if patience is not None:
+        callbacks.append(
+            keras().callbacks.EarlyStopping(monitor=trainer.early_stopping_monitor, patience=patience, restore_best_weights=True)
+        )
+    fit = model.fit(
+        x_train,
+        y_train,
+        epochs=trainer.epochs,
+        batch_size=trainer.batch_size,
+        validation_data=(x_val, y_val),
+        callbacks=callbacks,
+        verbose=trainer.verbose,
+    )
+    history = [
+        {"epoch": epoch, **dict(zip(fit.history, map(float, values)))}
+        for epoch, values in enumerate(zip(*fit.history.values()), start=1)
+    ]
+    # Keras 3 restores the best epoch's weights at the end of training, stopped early or not
+    restored = callbacks[-1].best_epoch if patience is not None and callbacks[-1].best_weights is not None else None
+    artifacts = {"model.keras": partial(save_model, model)} if trainer.save_model else {}
+    return summarize(history, restored, artifacts, trained_by="model.fit")

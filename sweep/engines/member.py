@@ -1,0 +1,39 @@
+"""A member: one (config, fold) to train, the unit every engine takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from omegaconf import DictConfig
+
+
+@dataclass(frozen=True)
+class Member:
+    """Config ``cfg`` fitted on rows ``train`` of ``x``/``y`` and scored on rows ``val``; ``fold`` is the fold's index (``None``: holdout).
+
+    Members of one sweep share ``x`` and ``y`` (the dataset's rows, never copied per member).
+    """
+
+    cfg: DictConfig
+    x: np.ndarray
+    y: np.ndarray
+    train: np.ndarray
+    val: np.ndarray
+    fold: int | None = None
+
+    @classmethod
+    def of_arrays(cls, cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Member:
+        """The member fitted on ``x_train`` and scored on ``x_val`` (a refit's: all non-test rows, then the test rows)."""
+        n_train, n_val = len(x_train), len(x_val)
+        x, y = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
+        return cls(cfg, x, y, np.arange(n_train), np.arange(n_train, n_train + n_val))
+
+    @property
+    def n_classes(self) -> int:
+        """The classes its model has: one more than the largest label among its rows."""
+        return int(max(self.y[self.train].max(), self.y[self.val].max())) + 1
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Its rows as ``(x_train, y_train, x_val, y_val)``."""
+        return self.x[self.train], self.y[self.train], self.x[self.val], self.y[self.val]

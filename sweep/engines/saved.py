@@ -1,0 +1,65 @@
+"""The Keras model a graph-trained member saves: the model ``model.fit`` would have left, holding the member's weights and optimizer state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from sweep.engines.keras_fit import build_model
+from sweep.engines.optimizers import Rule
+
+
+@dataclass(frozen=True)
+class TrainedState:
+    """A finished member: its weights, the optimizer's slots (per :attr:`Rule.slots`, each in the weights' order) and its step count."""
+
+    weights: list[np.ndarray]
+    slots: list[list[np.ndarray]]
+    iterations: int
+
+
+def keras_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, state: TrainedState):
+    """The model ``cfg`` builds and compiles, holding ``state``.
+
+    Building and compiling a Keras model costs ~45 ms, mostly creating its variables, so one
+    model per structure (layers, which penalties, whether dropout) is kept and given the job's
+    penalty strengths, dropout rate and learning rate: its ``get_config()`` then equals a fresh
+    build's, which is what ``model.save`` writes and ``load_model`` rebuilds from.
+    """
+    from sweep.models import _penalty
+
+    reg = cfg.regularizer
+    l1, l2, dropout = reg.get("l1", 0.0), reg.get("l2", 0.0), reg.get("dropout", 0.0)
+    model = _template(cfg, tuple(input_shape), n_classes, (bool(l1), bool(l2), bool(dropout)))
+    for layer in model.layers:
+        if getattr(layer, "kernel_regularizer", None) is not None:
+            layer.kernel_regularizer = _penalty(l1, l2)
+        if hasattr(layer, "rate"):
+            layer.rate = dropout
+    model.set_weights(state.weights)
+    optimizer = model.optimizer
+    optimizer.learning_rate.assign(cfg.optimizer.lr)
+    optimizer.iterations.assign(state.iterations)
+    for name, values in zip(Rule.of(cfg).slots, state.slots, strict=True):
+        for variable, value in zip(model.trainable_variables, values, strict=True):
+            getattr(optimizer, name)[optimizer._get_variable_index(variable)].assign(value)
+    return model
+
+
+_TEMPLATES: dict[tuple, Any] = {}
+
+
+def _template(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, flags: tuple[bool, bool, bool]):
+    """The kept Keras model for this structure, built (with its optimizer) from ``cfg`` the first time."""
+    opt = {k: v for k, v in OmegaConf.to_container(cfg.optimizer, resolve=True).items() if k != "lr"}
+    key = (repr(OmegaConf.to_container(cfg.model, resolve=True)), repr(sorted(opt.items())), input_shape, n_classes, flags)
+    if key not in _TEMPLATES:
+        if len(_TEMPLATES) >= 8:
+            _TEMPLATES.clear()
+        model = build_model(cfg, input_shape, n_classes)
+        model.optimizer.build(model.trainable_variables)
+        _TEMPLATES[key] = model
+    return _TEMPLATES[key]
