@@ -6,9 +6,6 @@ population of one. The graph's math is Keras' (same steps, same optimizer state,
 early stopping as ``EarlyStopping(restore_best_weights=True)``), and a member's numbers are
 bitwise the same whatever population it trains in. Configs the graph does not cover train
 with ``model.fit`` and say why.
-
-A known bug is pinned by a strict xfail, which names it (a fix makes it XPASS and fail, so its
-marker goes): a saved model's layer names depend on what was saved before it in the process.
 """
 
 from __future__ import annotations
@@ -450,7 +447,6 @@ def test_the_kept_keras_model_saves_the_config_a_fresh_build_would() -> None:
         assert kept.optimizer.get_config() == fresh.optimizer.get_config(), overrides
 
 
-@pytest.mark.xfail(strict=True, reason="sweep.engines.saved._template builds in the session's naming state: dense_2, ... (a known bug)")
 def test_a_graph_members_model_file_has_a_fresh_builds_layer_names_whatever_was_saved_before(tmp_path: Path) -> None:
     """model.keras holds what load_model rebuilds: the same for a config whether or not other structures were saved before it."""
     saved._TEMPLATES.clear()  # noqa: SLF001

@@ -506,12 +506,12 @@ class Population:
         if monitor is None:
             return watch, tf.zeros_like(alive)
         current = row[:, COLUMNS.index(monitor)]
-        improved = tf.logical_and(alive, current > watch.best if "acc" in monitor else current < watch.best)
-        taken = tf.logical_and(alive, tf.logical_or(improved, epoch == 0))  # Keras keeps the first epoch's weights to start
+        better = current > watch.best if "acc" in monitor else current < watch.best
+        improved = tf.logical_and(alive, tf.logical_or(better, tf.equal(epoch, 0)))  # Keras: the first epoch improves on None
         wait = tf.where(improved, 0, watch.wait + tf.cast(alive, tf.int32))
-        kept = [tf.where(_members(taken, p), p, b) for p, b in zip(params, watch.params)]
+        kept = [tf.where(_members(improved, p), p, b) for p, b in zip(params, watch.params)]
         stop = tf.logical_and(tf.logical_and(alive, tf.logical_not(improved)), tf.logical_and(wait >= patience, epoch > 0))
-        return Watch(tf.where(improved, current, watch.best), tf.where(taken, epoch, watch.epoch), wait, kept), stop
+        return Watch(tf.where(improved, current, watch.best), tf.where(improved, epoch, watch.epoch), wait, kept), stop
 
     def fit(self, *feeds):
         """Every epoch of every member: the history ``[epochs, M, COLUMNS]``, epochs each ran, weights kept, slots, steps, restored epoch."""
@@ -520,8 +520,7 @@ class Population:
         f, size, monitor = Feeds(*feeds), self.plan.size, self.plan.monitor
         params = self.initial(f.seeds)
         state = State(params, [[tf.zeros_like(p) for p in params] for _ in self.plan.rule.slots], tf.zeros([size]))
-        worst = -math.inf if monitor and "acc" in monitor else math.inf
-        watch = Watch(tf.fill([size], worst), tf.zeros([size], tf.int32), tf.zeros([size], tf.int32), params if monitor else [])
+        watch = Watch(tf.zeros([size]), tf.zeros([size], tf.int32), tf.zeros([size], tf.int32), params if monitor else [])
 
         def body(epoch, alive, ran, state, watch, history):
             state, loss_sum, hit_sum = self.epoch(f, epoch, alive, state)

@@ -53,12 +53,19 @@ _TEMPLATES: dict[tuple, Any] = {}
 
 
 def _template(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, flags: tuple[bool, bool, bool]):
-    """The kept Keras model for this structure, built (with its optimizer) from ``cfg`` the first time."""
+    """The kept Keras model for this structure, built (with its optimizer) from ``cfg`` the first time.
+
+    Built under fresh Keras name counters (``reset``), so its layers have a fresh build's names
+    (``dense``, ``dense_1``) whatever was built in the process before.
+    """
+    from sweep.backend import reset
+
     opt = {k: v for k, v in OmegaConf.to_container(cfg.optimizer, resolve=True).items() if k != "lr"}
     key = (repr(OmegaConf.to_container(cfg.model, resolve=True)), repr(sorted(opt.items())), input_shape, n_classes, flags)
     if key not in _TEMPLATES:
         if len(_TEMPLATES) >= 8:
             _TEMPLATES.clear()
+        reset(collect=False)
         model = build_model(cfg, input_shape, n_classes)
         model.optimizer.build(model.trainable_variables)
         _TEMPLATES[key] = model
