@@ -200,8 +200,8 @@ def test_steps_equal_keras_train_on_batch_and_leave_the_optimizers_state(optimiz
     model = build_model(cfg, x.shape[1:], member.n_classes)
     plan = graph.Plan.of([member])
     population = graph.Population(plan)
-    feeds = graph.Feeds(*[tf.constant(v) for v in graph._inputs([member])])
-    params = [tf.constant(w[None]) for w in model.get_weights()]  # a leading member axis of one
+    feeds = graph.Feeds.of([tf.constant(v) for v in graph._inputs([member])])
+    params = [tf.constant(w.reshape(1, -1, w.shape[-1])) for w in model.get_weights()]  # a leading member axis; biases [1, 1, units]
     state = graph.State(params, [[tf.zeros_like(p) for p in params] for _ in plan.rule.slots], tf.zeros([1]))
     one, active, counters = tf.constant([32], tf.int32), tf.constant([True]), tf.zeros([1], tf.int64)
 
@@ -212,12 +212,14 @@ def test_steps_equal_keras_train_on_batch_and_leave_the_optimizers_state(optimiz
         assert float(loss_sum[0]) / 32 == pytest.approx(theirs["loss"], rel=1e-5)  # penalty included
         assert float(hits[0]) / 32 == pytest.approx(theirs["accuracy"], abs=1e-6)
     for ours, theirs in zip(state.params, model.get_weights(), strict=True):
-        _assert_close(ours.numpy()[0], theirs, "weights")
+        _assert_close(ours.numpy()[0].reshape(theirs.shape), theirs, "weights")
     assert int(state.iterations.numpy()[0]) == int(model.optimizer.iterations.numpy()) == 5
     for name, slot in zip(plan.rule.slots, state.slots, strict=True):
         for ours, theirs in zip(slot, getattr(model.optimizer, name), strict=True):
-            _assert_close(ours.numpy()[0], theirs.numpy(), name)
-    weights, slots = [p.numpy()[0] for p in state.params], [[s.numpy()[0] for s in slot] for slot in state.slots]
+            _assert_close(ours.numpy()[0].reshape(theirs.shape), theirs.numpy(), name)
+    unstacked = [w.shape for w in model.get_weights()]
+    weights = [p.numpy()[0].reshape(shape) for p, shape in zip(state.params, unstacked)]
+    slots = [[s.numpy()[0].reshape(shape) for s, shape in zip(slot, unstacked)] for slot in state.slots]
     assert len(model.optimizer.variables) == 2 + len(slots) * len(weights)  # iterations, learning rate, slots
     reset()
     kept = keras_model(cfg, x.shape[1:], member.n_classes, TrainedState(weights, slots, 5))

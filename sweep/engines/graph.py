@@ -248,7 +248,10 @@ class Feeds(NamedTuple):
     n_train: Any  # [members]
     val: Any  # [members, width]: validation rows, padded to a multiple of LANES
     n_val: Any  # [members]
-    hp: Any  # [members, 4]: hyperparameters()
+    lr: Any  # [members]: hyperparameters(), one column each
+    l1: Any
+    l2: Any
+    rate: Any  # dropout's
     opt: Any  # [3]: optimizer_inputs(), shared
     seeds: Any  # [members]
     epochs: Any
@@ -257,6 +260,7 @@ class Feeds(NamedTuple):
 
     @staticmethod
     def specs(plan: Plan) -> list:
+        """The graph's inputs: x, y, train rows, counts, val rows, counts, hyperparameters [M, 4], optimizer, seeds, epochs, batch size, patience."""
         import tensorflow as tf
 
         m, f32, i32 = plan.size, tf.float32, tf.int32
@@ -264,21 +268,12 @@ class Feeds(NamedTuple):
         shapes += [([m, 4], f32), ([3], f32), ([m], tf.int64), ([], i32), ([], i32), ([], i32)]
         return [tf.TensorSpec(shape, dtype) for shape, dtype in shapes]
 
-    @property
-    def lr(self):
-        return self.hp[:, 0]
+    @classmethod
+    def of(cls, feeds: Sequence) -> Feeds:
+        """The feeds of the graph's inputs, as :meth:`specs` lists them (the hyperparameters' columns split once)."""
+        import tensorflow as tf
 
-    @property
-    def l1(self):
-        return self.hp[:, 1]
-
-    @property
-    def l2(self):
-        return self.hp[:, 2]
-
-    @property
-    def rate(self):
-        return self.hp[:, 3]
+        return cls(*feeds[:6], *tf.unstack(feeds[6], axis=1), *feeds[7:])
 
 
 class State(NamedTuple):
@@ -304,7 +299,7 @@ def _members(factor, w):
 
 
 def _biased(h, b):
-    """``h`` ``[M, rows, units]`` plus each member's bias ``b`` ``[M, units]``.
+    """``h`` ``[M, rows, units]`` plus each member's bias ``b`` ``[M, 1, units]``.
 
     For a layer narrower than a whole number of LANES (the 10-class output), the gradient of
     a plain broadcast sums the rows in an order that depends on the member's place in the
@@ -313,14 +308,14 @@ def _biased(h, b):
     import tensorflow as tf
 
     if b.shape[-1] % LANES == 0:
-        return h + b[:, None, :]
+        return h + b
 
     @tf.custom_gradient
     def add(h, b):
         def gradient(dy):
-            return dy, tf.reduce_sum(tf.transpose(dy, [0, 2, 1]), 2)
+            return dy, tf.reshape(tf.reduce_sum(tf.transpose(dy, [0, 2, 1]), 2), tf.shape(b))
 
-        return h + b[:, None, :], gradient
+        return h + b, gradient
 
     return add(h, b)
 
@@ -351,7 +346,7 @@ class Population:
         return tf.map_fn(draw, inputs, fn_output_signature=dtype, parallel_iterations=self.plan.size)
 
     def initial(self, seeds) -> list:
-        """Glorot-uniform kernels (each member's drawn with key (seed, layer)) and zero biases."""
+        """Glorot-uniform kernels (each member's drawn with key (seed, layer)) and zero biases ``[M, 1, units]``."""
         import tensorflow as tf
 
         params = []
@@ -362,7 +357,7 @@ class Population:
                 return tf.random.stateless_uniform(dims, tf.stack([seed, tf.constant(i, tf.int64)]), -limit, limit)
 
             kernels = tf.ensure_shape(self.per_member(draw, seeds, tf.float32), [self.plan.size, fan_in, fan_out])
-            params += [kernels, tf.zeros([self.plan.size, fan_out])]
+            params += [kernels, tf.zeros([self.plan.size, 1, fan_out])]
         return params
 
     def forward(self, params: list, x, rate, noises: list):
@@ -517,7 +512,7 @@ class Population:
         """Every epoch of every member: the history ``[epochs, M, COLUMNS]``, epochs each ran, weights kept, slots, steps, restored epoch."""
         import tensorflow as tf
 
-        f, size, monitor = Feeds(*feeds), self.plan.size, self.plan.monitor
+        f, size, monitor = Feeds.of(feeds), self.plan.size, self.plan.monitor
         params = self.initial(f.seeds)
         state = State(params, [[tf.zeros_like(p) for p in params] for _ in self.plan.rule.slots], tf.zeros([size]))
         watch = Watch(tf.zeros([size]), tf.zeros([size], tf.int32), tf.zeros([size], tf.int32), params if monitor else [])
@@ -538,4 +533,5 @@ class Population:
             lambda epoch, alive, *_: tf.logical_and(epoch < f.epochs, tf.reduce_any(alive)), body, start
         )
         kept = watch.params if monitor else state.params
-        return history.stack()[:epochs], ran, kept, state.slots, state.iterations, watch.epoch
+        flat = [[v if k % 2 == 0 else v[:, 0] for k, v in enumerate(values)] for values in (kept, *state.slots)]  # biases [M, units]
+        return history.stack()[:epochs], ran, flat[0], flat[1:], state.iterations, watch.epoch

@@ -56,7 +56,7 @@ def optimizer_inputs(cfg: DictConfig) -> list[float]:
 
 
 def coefficients(rule: Rule, lr, opt, step, on) -> dict[str, Any]:
-    """The factors of one step that every variable of a member shares: one per member, from ``lr``, :func:`optimizer_inputs` and its step number.
+    """The factors of one step that every variable of a member shares: ``[M, 1, 1]``, from ``lr``, :func:`optimizer_inputs` and its step number.
 
     ``on`` is each member's 1 (update) or 0 (leave as it is): an inactive member's step sizes
     are 0 and its decays 1, so its update changes nothing without its state being selected.
@@ -69,39 +69,37 @@ def coefficients(rule: Rule, lr, opt, step, on) -> dict[str, Any]:
     if rule.name == "adam":
         steps = tf.tile(step[:, None], [1, LANES])
         alpha = lr * tf.sqrt(1.0 - tf.pow(BETA_2, steps)[:, 0]) / (1.0 - tf.pow(BETA_1, steps)[:, 0])
-        return {"alpha": on * alpha, "decay_1": on * (1.0 - BETA_1), "decay_2": on * (1.0 - BETA_2)}
-    momentum, rho, one_minus_rho = opt[0], opt[1], opt[2]
-    factors = {"lr": on * lr, "momentum": kept(momentum), "nesterov": on * momentum, "on": on}
-    if rule.name == "rmsprop":
-        factors |= {"rho": kept(rho), "one_minus_rho": on * one_minus_rho}
-    return factors
+        factors = {"alpha": on * alpha, "decay_1": on * (1.0 - BETA_1), "decay_2": on * (1.0 - BETA_2)}
+    else:
+        momentum, rho, one_minus_rho = opt[0], opt[1], opt[2]
+        factors = {"lr": on * lr, "momentum": kept(momentum), "nesterov": on * momentum, "on": on}
+        if rule.name == "rmsprop":
+            factors |= {"rho": kept(rho), "one_minus_rho": on * one_minus_rho}
+    return {key: tf.reshape(value, [-1, 1, 1]) for key, value in factors.items()}
 
 
 def update(rule: Rule, factors: dict[str, Any], w, g, slots: list) -> tuple[Any, list]:
-    """Keras 3's ``update_step`` of ``rule`` on one stacked variable ``w`` ``[members, ...]``: ``(new w, new slots)``.
+    """Keras 3's ``update_step`` of ``rule`` on one stacked variable ``w`` ``[members, ., .]``: ``(new w, new slots)``.
 
     ``factors`` come from :func:`coefficients`. Each expression is Keras' own, up to the
     order of a product's operands (which changes no bit).
     """
     import tensorflow as tf
 
-    def at(key):
-        return factors[key][(slice(None),) + (None,) * (len(w.shape) - 1)]
-
     if rule.name == "adam":
         m, v = slots
-        m = m + (g - m) * at("decay_1")
-        v = v + (tf.square(g) - v) * at("decay_2")
-        return w - (m * at("alpha")) / (tf.sqrt(v) + EPSILON), [m, v]
-    lr = at("lr")
+        m = m + (g - m) * factors["decay_1"]
+        v = v + (tf.square(g) - v) * factors["decay_2"]
+        return w - (m * factors["alpha"]) / (tf.sqrt(v) + EPSILON), [m, v]
+    lr = factors["lr"]
     if rule.name == "sgd":
         if not rule.momentum:
             return w - g * lr, []
-        m = slots[0] * at("momentum") - g * lr
-        return (w + (m * at("nesterov") - g * lr), [m]) if rule.nesterov else (w + m * at("on"), [m])
-    v = slots[0] * at("rho") + tf.square(g) * at("one_minus_rho")
+        m = slots[0] * factors["momentum"] - g * lr
+        return (w + (m * factors["nesterov"] - g * lr), [m]) if rule.nesterov else (w + m * factors["on"], [m])
+    v = slots[0] * factors["rho"] + tf.square(g) * factors["one_minus_rho"]
     increment = (lr * g) / tf.sqrt(v + EPSILON)
     if not rule.momentum:
         return w - increment, [v]
-    m = slots[1] * at("momentum") + increment
-    return w - m * at("on"), [v, m]
+    m = slots[1] * factors["momentum"] + increment
+    return w - m * factors["on"], [v, m]
