@@ -58,7 +58,9 @@ def fit_members(members: Sequence[Member], max_population: int = 64) -> list[Fit
     populations: dict[tuple, list[int]] = {}
     fits: dict[int, Fitted] = {}
     for i, member in enumerate(members):
-        key = keys[id(member.cfg)] if id(member.cfg) in keys else keys.setdefault(id(member.cfg), group_key(member.cfg))
+        if id(member.cfg) not in keys:
+            keys[id(member.cfg)] = group_key(member.cfg)
+        key = keys[id(member.cfg)]
         if key is None:
             fits[i] = _fit_alone(member)
         else:  # a fold missing a class has a narrower softmax: it trains apart
