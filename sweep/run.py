@@ -31,9 +31,9 @@ from omegaconf import DictConfig
 
 from sweep.config import SweepConfigError, fingerprint, flatten, validate
 from sweep.data import Dataset, load_dataset
+from sweep.engines import LOSS_BOUND, LOSS_GROWTH, Fitted, Member, fit_members
 from sweep.records import HISTORY, artifact_sizes, atomic_write, history_csv, versions, write_record, write_text
 from sweep.resume import completed, prepare, set_aside, whole_run
-from sweep.engines import LOSS_BOUND, LOSS_GROWTH, Fitted, Member, fit_members
 from sweep.splits import Fold, make_folds
 from sweep.sweep_dir import Job, SweepRun, current_run, records_lock
 
