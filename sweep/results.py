@@ -41,7 +41,7 @@ BOOKKEEPING = frozenset(
     {
         "sweep_dir", "job_num", "status", "error", "fingerprint", "overrides", "output_dir", "started_at",
         "fit_time_s", "elapsed_s", "versions", "fold_metrics", "artifacts", "reused_from", "refit_of", "n_val_rows",
-        "n_train_rows", "trained_by", "sweep_run", "classes", "test_split_stratified",
+        "n_train_rows", "trained_by", "population_size", "graph_unsupported", "sweep_run", "classes", "test_split_stratified",
     }
 )  # fmt: skip
 

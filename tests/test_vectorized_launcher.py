@@ -13,6 +13,7 @@ import math
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
@@ -168,6 +169,9 @@ def test_the_default_sweep_writes_what_the_basic_launcher_writes_to_the_bit(tmp_
         assert history[0] == history[1]
     for table in ("results.csv", "summary.csv", "results.parquet"):
         assert (tmp_path / "vec" / table).is_file()
+    summaries = [pd.read_csv(tmp_path / d / "summary.csv") for d in ("basic", "vec")]
+    timeless = [summary.drop(columns=[c for c in summary.columns if "time" in c]) for summary in summaries]
+    pd.testing.assert_frame_equal(*timeless)  # a config's row and rank do not depend on how it trained
 
     # Resume: every record is reused, nothing trains; the lost records are the only runs trained again.
     again = run_sweep("-m", *EIGHT_JOBS, "hydra.sweep.dir=vec", cwd=tmp_path)
