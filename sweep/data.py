@@ -222,26 +222,11 @@ def load_dataset(cfg: DictConfig) -> Dataset:
 
     Cached per process on the node's content, so the jobs of a sweep share one load.
     """
-    return _load(_key(cfg))
-
-
-def remember(cfg: DictConfig, data: Dataset) -> None:
-    """Take ``data``, loaded by another process for the node ``cfg``, as this process's load of it (a forked trainer's)."""
-    _handed[_key(cfg)] = data
-
-
-#: Datasets another process loaded and handed over, by node content; :func:`_load` takes them first.
-_handed: dict[str, Dataset] = {}
-
-
-def _key(cfg: DictConfig) -> str:
-    return json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True)
+    return _load(json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True))
 
 
 @lru_cache(maxsize=4)
 def _load(key: str) -> Dataset:
-    if key in _handed:
-        return _handed.pop(key)
     cfg = OmegaConf.create(json.loads(key))
     arrays = _built(cfg)
     source = arrays.source or cfg.name

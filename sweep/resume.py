@@ -37,15 +37,13 @@ Record = dict[str, Any]
 def prepare(fprint: str, flat: dict[str, Any], job: Job, run: SweepRun | None) -> Record | None:
     """Settle ``job.dir`` for a run of config ``flat`` (fingerprint ``fprint``): the reused record, or ``None`` to train.
 
-    In a dir that held no record when the sweep run began (``run.fresh``) there is nothing to
-    move or keep: only a duplicate config of this run is reused (copied), without the lock.
+    In a dir that held no record when the sweep run began (``run.fresh``) this takes no lock
+    (:func:`sweep.sweep_dir.records_lock`).
     """
     token = run.token if run is not None else None
     if job.sweep_dir is not None:
         _completed_index(Path(job.sweep_dir))  # the first scan reads every record: outside the lock
-    if run is not None and run.fresh:
-        return reuse(fprint, job, flat, token)
-    with records_lock(job.sweep_dir):
+    with records_lock(job.sweep_dir, run):
         set_aside(fprint, job)
         reused = reuse(fprint, job, flat, token)
         if reused is None:
@@ -64,7 +62,7 @@ def reusable(fprint: str, job: Job, flat: dict[str, Any]) -> bool:
     return any(whole_run(source, fprint, flat)[0] is not None for source in _sources(fprint, job))
 
 
-def reuse(fprint: str, job: Job, flat: dict[str, Any], run: str | None = None) -> Record | None:
+def reuse(fprint: str, job: Job, flat: dict[str, Any], run: str | None) -> Record | None:
     """The whole completed run of this config found in the sweep, now in ``job.dir`` (with ``reused_from``); ``None`` if none.
 
     In a sweep run (``run``), a record reused in place is stamped with the run, so that a

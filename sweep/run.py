@@ -74,7 +74,8 @@ class Trained(NamedTuple):
 def train(cfgs: list[DictConfig], checked: list[tuple[Dataset, list[Fold]]], max_population: int = 64) -> list[Trained]:
     """Train every fold of every config (``checked`` is each one's :func:`check`) through :func:`sweep.engines.fit_members` at once.
 
-    Each config's folds after its first diverged one are left out of its results.
+    Each config's folds after its first diverged one are left out of its results (those trained
+    alone are not even trained: :func:`sweep.engines.fit_members`).
     """
     members = [Member(cfg, data.x, data.y, fold.train, fold.val, fold.index) for cfg, (data, folds) in zip(cfgs, checked) for fold in folds]
     fitted = iter(fit_members(members, max_population))
@@ -150,7 +151,7 @@ def record_failure(cfg: DictConfig, job: Job, error: str, started: float, elapse
     flat = flatten(cfg)
     fprint = fingerprint(flat)
     run = current_run(job.sweep_dir) if job.sweep_dir is not None else None
-    with records_lock(job.sweep_dir):
+    with records_lock(job.sweep_dir, run):
         set_aside(fprint, job)
         done, _ = whole_run(job.dir, fprint, flat)
         if done is not None:

@@ -174,9 +174,13 @@ def current_run(sweep_dir: Path) -> SweepRun | None:
     return SweepRun(str(info["run"]), bool(info.get("fresh", False))) if "run" in info else None
 
 
-def records_lock(sweep_dir: Path | None) -> ContextManager[Any]:
-    """Held while a job of ``sweep_dir`` looks for a reusable record and moves records (nothing for a single run)."""
-    if sweep_dir is None:
+def records_lock(sweep_dir: Path | None, run: SweepRun | None = None) -> ContextManager[Any]:
+    """Held while a job of ``sweep_dir`` looks for a reusable record and moves records.
+
+    Nothing for a single run, nor in a sweep run into a dir that held no record when it began
+    (``run.fresh``): there, no record of an earlier run can be moved, so no job races another.
+    """
+    if sweep_dir is None or (run is not None and run.fresh):
         return nullcontext()
     return _records_lock(Path(sweep_dir))
 
