@@ -6,8 +6,8 @@ sweeps pass ``hydra/launcher=basic`` (the default, ``vectorized``, would train t
 together as one population). Both training paths are measured: ``graph``, the tutorial MLP
 with Adam on sweep's batched graph (each job a population of one, :mod:`sweep.engines.graph`;
 one traced graph per process), and ``fit``, ``model.fit``, which traces new graphs every job
-(SGD with early stopping, the patience longer than the one epoch, and ``trainer.verbose=2``,
-which the graph does not take: it keeps the runs on ``model.fit``). Every record must name
+(the selu activation, which the graph does not have: it keeps the runs on ``model.fit``, as
+the tests' ``MODEL_FIT`` does). Every record must name
 its path's engine (``trained_by``).
 Each sweep is its own ``sweep -m`` process; its peak RSS is read from the kernel's
 accounting of that child (``os.wait4``), so nothing is sampled and nothing is missed.
@@ -33,7 +33,7 @@ LIMIT_MB = 100.0
 #: Training path -> the overrides that select it.
 PATHS = {
     "graph": ["optimizer=adam"],
-    "fit": ["optimizer=sgd", "trainer.early_stopping_patience=5", "trainer.verbose=2"],
+    "fit": ["model.activation=selu"],
 }
 #: Training path -> the engine its records must name (``trained_by``).
 ENGINES = {"graph": "graph", "fit": "model.fit"}

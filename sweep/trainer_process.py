@@ -55,8 +55,8 @@ Fits = list[tuple[int | None, Fitted]]
 
 def train_population(
     cfgs: Sequence[DictConfig], launcher: Mapping[str, Any] | None, max_population: int, checked: Sequence[tuple[Dataset, list[Fold]]]
-) -> tuple[list[Fits], float]:
-    """Each config's per-fold results from training them together (:func:`sweep.run.train`), and the wall time.
+) -> tuple[list[Any], float]:
+    """Each config's :class:`sweep.run.Trained` from training them together (:func:`sweep.run.train`), and the wall time.
 
     Threads are set as a job of ``cfgs[0]`` would set them under ``launcher``. ``checked``
     is each config's :func:`sweep.run.check` (its dataset and folds).
@@ -67,7 +67,7 @@ def train_population(
     apply_threads(cfgs[0], launcher)
     start = time.perf_counter()
     results = train(list(cfgs), list(checked), max_population)
-    return [trained.fits for trained in results], time.perf_counter() - start
+    return results, time.perf_counter() - start
 
 
 class TrainerProcess:
@@ -220,26 +220,24 @@ def _serve(conn: Connection, parent_conn: Connection, job: Callable[..., Any] | 
         try:
             results, elapsed = train_population(cfgs, launcher, max_population, checked)
             conn.send(("trained", population, (len(cfgs), elapsed)))
-            for config, fits in enumerate(results):  # the parent's first: it is waiting for them
-                if config not in jobs:
-                    _stage(fits, Path(stage) / str(config))
-                    conn.send(("fits", population, (config, fits)))
+            for config, trained in enumerate(results):  # the parent's first: it is waiting for them
+                if config not in jobs:  # the parent has the data: only the fits go back
+                    _stage(trained.fits, Path(stage) / str(config))
+                    conn.send(("fits", population, (config, trained.fits)))
         except Exception:  # noqa: BLE001  reported to the parent, whose jobs without results then train on their own
             conn.send(("failed", population, (len(cfgs), traceback.format_exc())))
             continue
         for config, (key, argument) in jobs.items():
-            _run(conn, job, key, argument, (checked[config][0], results[config]))
+            _run(conn, job, key, argument, results[config])
 
 
-def _run(conn: Connection, job: Callable[..., Any] | None, key: Any, argument: Any, trained: tuple[Dataset, Fits]) -> None:
+def _run(conn: Connection, job: Callable[..., Any] | None, key: Any, argument: Any, trained: Any) -> None:
     """Run ``job(argument, trained)`` (a :class:`sweep.run.Trained`); send its return, or why it failed."""
-    from sweep.run import Trained
-
     if job is None:
         conn.send(("job failed", key, "the trainer process was started without a job function"))
         return
     try:
-        conn.send(("ran", key, job(argument, Trained(*trained))))
+        conn.send(("ran", key, job(argument, trained)))
     except Exception:  # noqa: BLE001  the parent runs the job instead
         conn.send(("job failed", key, traceback.format_exc()))
 

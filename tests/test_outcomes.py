@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import custom_builders
 from conftest import MODEL_FIT, QUICK, compose_config
 from sweep.data import load_dataset
 from sweep.run import Job, run_job
@@ -48,6 +49,14 @@ def test_a_run_whose_loss_explodes_is_recorded_diverged_and_keeps_no_model(tmp_p
     record = run_job(compose_config(*EXPLODING, *overrides), Job(tmp_path))
     assert record["status"] == "diverged" and record["train_loss"] > LOSS_BOUND
     assert not (tmp_path / "model.keras").exists()
+
+
+def test_a_model_fit_config_whose_first_fold_diverges_trains_no_other_fold(tmp_path: Path) -> None:
+    custom_builders.BUILT.clear()
+    cfg = compose_config(*EXPLODING, "model._target_=custom_builders.recorded_mlp", "validation=kfold", "trainer.epochs=1", *QUICK[1:])
+    record = run_job(cfg, Job(tmp_path))
+    assert record["status"] == "diverged" and "fold_metrics" not in record  # the record is fold 0's alone
+    assert len(custom_builders.BUILT) == 1  # folds 1 to 4 were never built, let alone fitted
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,6 @@ import copy
 import functools
 import inspect
 import logging
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,7 +54,7 @@ SWEEP_KEYS = ("dataset", "model", "optimizer", "regularizer", "validation", "tra
 
 @dataclass
 class VectorizedLauncherConf:
-    """``hydra/launcher=vectorized``: at most ``max_population`` jobs train in one graph (bounds its memory).
+    """``hydra/launcher=vectorized``: at most ``max_population`` jobs are sent to train together, and at most as many members (config x fold) train in one graph (bounds its memory).
 
     ``trainer_process``: train populations in a child forked before TensorFlow is imported
     (:mod:`sweep.trainer_process`), so the import overlaps composing the jobs; ``false``
@@ -92,11 +91,15 @@ class VectorizedLauncher(Launcher):
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
+        self.trains_together = False
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
         self.hydra_context = hydra_context
         self.task_function = task_function
+        # sweep runs whose task function takes the launcher's training (``trained``) train together
+        takes = "trained" in inspect.signature(task_function).parameters
+        self.trains_together = takes and all(key in config for key in SWEEP_KEYS)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         """Compose every job, plan its populations, then run the jobs in order, each member with its population's results."""
@@ -107,11 +110,10 @@ class VectorizedLauncher(Launcher):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"Launching {len(job_overrides)} jobs locally, populations of up to {self.max_population}")
         trainer = None
-        if self.trainer_process and len(job_overrides) > 1 and self._trains_together():
+        if self.trainer_process and len(job_overrides) > 1 and self.trains_together:
             from sweep.trainer_process import TrainerProcess
 
             trainer = TrainerProcess.start(sweep_dir / f".trainer-{os.getpid()}", job=self._run)
-        chunks: dict[int, list[Candidate]] = {}
         try:
             jobs = []
             for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
@@ -120,7 +122,7 @@ class VectorizedLauncher(Launcher):
                     sweep_config.hydra.job.id = idx
                     sweep_config.hydra.job.num = idx
                 jobs.append((idx, overrides, sweep_config))
-            chunks = plan(candidates([config for _, _, config in jobs]), self.max_population) if self._trains_together() else {}
+            chunks = plan(candidates([config for _, _, config in jobs]), self.max_population) if self.trains_together else {}
             results = Results(chunks, jobs, self.config.hydra.launcher, self.max_population, trainer)
             runs: dict[int, JobReturn] = {}
             for position, job in enumerate(jobs):
@@ -140,12 +142,6 @@ class VectorizedLauncher(Launcher):
             if trainer is not None:
                 trainer.close()
         return [runs[position] for position in range(len(jobs))]
-
-    def _trains_together(self) -> bool:
-        """Whether this launch's jobs are sweep runs whose task function takes the launcher's training (``trained``)."""
-        assert self.config is not None
-        takes = "trained" in inspect.signature(self.task_function).parameters if self.task_function is not None else False
-        return takes and all(key in self.config for key in SWEEP_KEYS)
 
     def _run(self, job: tuple[int, Sequence[str], DictConfig], trained: Any = None) -> JobReturn:
         """Run one composed job ``(number, overrides, config)`` through Hydra's ``run_job``, as the basic launcher does.
@@ -219,7 +215,7 @@ def plan(candidates: Sequence[Candidate], max_population: int) -> dict[int, list
     if not candidates:
         return {}
     from sweep.config import SweepConfigError, validate
-    from sweep.engines import group_key
+    from sweep.engines import chunked, group_key
 
     groups: dict[str, list[Candidate]] = {}
     seen: set[str] = set()
@@ -236,9 +232,7 @@ def plan(candidates: Sequence[Candidate], max_population: int) -> dict[int, list
             groups.setdefault(key, []).append(candidate)
     chunks: dict[int, list[Candidate]] = {}
     for group in groups.values():
-        n_chunks = math.ceil(len(group) / max_population)
-        for part in range(n_chunks):
-            chunk = group[part * len(group) // n_chunks : (part + 1) * len(group) // n_chunks]
+        for chunk in chunked(group, max_population):
             if len(chunk) > 1:
                 chunks |= {member.index: chunk for member in chunk}
     return chunks
@@ -304,7 +298,6 @@ class Results:
 
 def train(chunk: Sequence[Candidate], checked: list, launcher: DictConfig, max_population: int) -> list[Any]:
     """Each candidate's :class:`sweep.run.Trained` from training ``chunk`` in this process; ``[]`` if it raised."""
-    from sweep.run import Trained
     from sweep.trainer_process import train_population
 
     try:
@@ -313,4 +306,4 @@ def train(chunk: Sequence[Candidate], checked: list, launcher: DictConfig, max_p
         log.warning("population of %d jobs failed; they run one by one", len(chunk), exc_info=True)
         return []
     log.info("trained a population of %d jobs in %.1fs", len(chunk), elapsed)
-    return [Trained(data, fits) for (data, _), fits in zip(checked, results)]
+    return results

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TypeVar
 
 from omegaconf import DictConfig
 
@@ -21,7 +22,9 @@ from sweep.engines import graph
 from sweep.engines.fitted import LOSS_BOUND, LOSS_GROWTH, Fitted, exploded
 from sweep.engines.member import Member
 
-__all__ = ["LOSS_BOUND", "LOSS_GROWTH", "VECTORIZABLE", "Fitted", "Member", "exploded", "fit_members", "group_key"]
+__all__ = ["LOSS_BOUND", "LOSS_GROWTH", "VECTORIZABLE", "Fitted", "Member", "chunked", "exploded", "fit_members", "group_key"]
+
+T = TypeVar("T")
 
 #: Keys in which the members of one population may differ.
 VECTORIZABLE: tuple[str, ...] = (
@@ -45,46 +48,54 @@ def group_key(cfg: DictConfig) -> str | None:
     return fingerprint({k: v for k, v in flatten(cfg).items() if k not in VECTORIZABLE})
 
 
-def fit_members(members: Sequence[Member], max_population: int = 64) -> list[Fitted]:
+def fit_members(members: Sequence[Member], max_population: int = 64) -> list[Fitted | None]:
     """Train every member; one :class:`Fitted` each, in order.
 
     Members the graph trains form populations of at most ``max_population`` (bounds the
     graph's memory), split into the fewest near-equal chunks; a member's numbers are the
-    same whatever its population.
+    same whatever its population. A member trained alone after one of its config's diverged
+    is not trained (``None``): a config's folds after its first diverged one count for nothing.
     """
     if max_population < 1:
         raise ValueError(f"max_population={max_population} must be >= 1")
     keys: dict[int, str | None] = {}  # by config, so a config's folds cost one fingerprint
     populations: dict[tuple, list[int]] = {}
-    fits: dict[int, Fitted] = {}
+    fits: dict[int, Fitted | None] = {}
+    diverged: set[int] = set()  # configs, by id, one of whose members trained alone diverged
     for i, member in enumerate(members):
         if id(member.cfg) not in keys:
             keys[id(member.cfg)] = group_key(member.cfg)
         key = keys[id(member.cfg)]
         if key is None:
-            fits[i] = _fit_alone(member)
+            fits[i] = None if id(member.cfg) in diverged else _fit_alone(member)
+            if fits[i] is not None and fits[i].diverged:
+                diverged.add(id(member.cfg))
         else:  # a fold missing a class has a narrower softmax: it trains apart
             populations.setdefault((key, id(member.x), member.n_classes), []).append(i)
     for group in populations.values():
-        n_chunks = -(-len(group) // max_population)
-        for part in range(n_chunks):
-            chunk = group[part * len(group) // n_chunks : (part + 1) * len(group) // n_chunks]
+        for chunk in chunked(group, max_population):
             fits |= zip(chunk, graph.fit_population([members[i] for i in chunk]))
     return [fits[i] for i in range(len(members))]
 
 
+def chunked(items: Sequence[T], max_size: int) -> list[Sequence[T]]:
+    """``items`` in order, cut into the fewest near-equal chunks of at most ``max_size`` (5 by 4: 2 and 3, not 4 and 1)."""
+    n_chunks = -(-len(items) // max_size)
+    return [items[part * len(items) // n_chunks : (part + 1) * len(items) // n_chunks] for part in range(n_chunks)]
+
+
 def _fit_alone(member: Member) -> Fitted:
     """Train one member with ``model.fit`` or scikit-learn; its ``fit_time_s`` is the fit alone."""
-    start = time.perf_counter()
     if member.cfg.task.name == "cluster":
         from sweep.engines.sklearn_fit import cluster
 
+        start = time.perf_counter()
         fitted = cluster(member)
+        fitted.metrics["fit_time_s"] = time.perf_counter() - start
     else:
         from sweep.engines.keras_fit import fit_keras
 
         fitted = fit_keras(member)
         fitted.graph_unsupported = graph.unsupported(member.cfg)
-    fitted.metrics["fit_time_s"] = time.perf_counter() - start
     fitted.n_train_rows, fitted.n_val_rows = len(member.train), len(member.val)
     return fitted

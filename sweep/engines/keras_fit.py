@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from functools import partial
 
 from omegaconf import DictConfig
@@ -40,12 +41,14 @@ def fit_keras(member: Member) -> Fitted:
     Stops at once when the loss becomes NaN/inf; with early stopping, Keras restores the best
     epoch's weights and the metrics are that epoch's. The session is cleared and every
     generator seeded first (op determinism as ``trainer.deterministic`` says), so a fit's
-    numbers never depend on what ran before it in the process.
+    numbers never depend on what ran before it in the process; its ``fit_time_s`` is the
+    model's build and fit alone.
     """
     cfg, trainer = member.cfg, member.cfg.trainer
     reset(collect=True)
     seed_everything(cfg.seed, trainer.get("deterministic", True))
     x_train, y_train, x_val, y_val = member.arrays()
+    start = time.perf_counter()
     model = build_model(cfg, x_train.shape[1:], member.n_classes)
     callbacks = [keras().callbacks.TerminateOnNaN()]
     patience = trainer.get("early_stopping_patience")
@@ -69,4 +72,6 @@ def fit_keras(member: Member) -> Fitted:
     # Keras 3 restores the best epoch's weights at the end of training, stopped early or not
     restored = callbacks[-1].best_epoch if patience is not None and callbacks[-1].best_weights is not None else None
     artifacts = {"model.keras": partial(save_model, model)} if trainer.save_model else {}
-    return summarize(history, restored, artifacts, trained_by="model.fit")
+    fitted = summarize(history, restored, artifacts, trained_by="model.fit")
+    fitted.metrics["fit_time_s"] = time.perf_counter() - start
+    return fitted

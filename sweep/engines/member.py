@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from omegaconf import DictConfig
@@ -29,7 +30,7 @@ class Member:
         x, y = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
         return cls(cfg, x, y, np.arange(n_train), np.arange(n_train, n_train + n_val))
 
-    @property
+    @cached_property
     def n_classes(self) -> int:
         """The classes its model has: one more than the largest label among its rows."""
         return int(max(self.y[self.train].max(), self.y[self.val].max())) + 1
