@@ -70,7 +70,6 @@ def test_a_sweep_writes_the_same_records_and_models_whether_its_population_train
     child = run_sweep("-m", *EIGHT_JOBS, "hydra/launcher=vectorized", "hydra.sweep.dir=child", cwd=tmp_path)
     here = run_sweep("-m", *EIGHT_JOBS, "hydra/launcher=vectorized", "hydra.launcher.trainer_process=false", "hydra.sweep.dir=here", cwd=tmp_path)
     assert "trained a population of 8 jobs" in child.stderr + child.stdout and IN_CHILD in child.stderr + child.stdout
-    assert "jobs #6 to #7 are recorded by the trainer process" in child.stderr + child.stdout  # a third of them, the last
     assert "trained a population of 8 jobs" in here.stderr + here.stdout and IN_CHILD not in here.stderr + here.stdout
     expected, got = records_under(tmp_path / "here"), records_under(tmp_path / "child")
     assert [record["status"] for record in got] == ["completed"] * 8

@@ -45,9 +45,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 log = logging.getLogger(__name__)
 
-#: The share of a launch's jobs the trainer process records itself when all are population members:
-#: it writes their models too (~9 ms each) besides staging the others', so it takes fewer.
-CHILD_SHARE = 1 / 3
 #: Top-level keys every sweep config has: jobs of other apps always run one by one.
 SWEEP_KEYS = ("dataset", "model", "optimizer", "regularizer", "validation", "trainer", "task")
 
@@ -113,7 +110,7 @@ class VectorizedLauncher(Launcher):
         if self.trainer_process and len(job_overrides) > 1 and self.trains_together:
             from sweep.trainer_process import TrainerProcess
 
-            trainer = TrainerProcess.start(sweep_dir / f".trainer-{os.getpid()}", job=self._run)
+            trainer = TrainerProcess.start(sweep_dir / f".trainer-{os.getpid()}")
         try:
             jobs = []
             for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
@@ -123,25 +120,20 @@ class VectorizedLauncher(Launcher):
                     sweep_config.hydra.job.num = idx
                 jobs.append((idx, overrides, sweep_config))
             chunks = plan(candidates([config for _, _, config in jobs]), self.max_population) if self.trains_together else {}
-            results = Results(chunks, jobs, self.config.hydra.launcher, self.max_population, trainer)
-            runs: dict[int, JobReturn] = {}
+            results = Results(chunks, self.config.hydra.launcher, self.max_population, trainer)
+            runs = []
             for position, job in enumerate(jobs):
                 if trainer is not None and not trainer.busy:  # every result taken (and the last job's artifacts moved)
                     trainer.close()  # its memory back before any job that trains here
                     trainer = None
-                if position in results.delegated:
-                    continue
                 trained = results.take(position) if position in chunks else None
                 if trained is not None:
                     configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-                runs[position] = self._run(job, trained)
-            for position in sorted(results.delegated):
-                ran = results.trainer.ran(position)
-                runs[position] = ran if ran is not None else self._run(jobs[position])  # trains here
+                runs.append(self._run(job, trained))
         finally:
             if trainer is not None:
                 trainer.close()
-        return [runs[position] for position in range(len(jobs))]
+        return runs
 
     def _run(self, job: tuple[int, Sequence[str], DictConfig], trained: Any = None) -> JobReturn:
         """Run one composed job ``(number, overrides, config)`` through Hydra's ``run_job``, as the basic launcher does.
@@ -243,14 +235,12 @@ class Results:
 
     Every population's data and folds are checked first. With a trainer process, every
     population is sent to it at once (while the child still imports TensorFlow) and each
-    member waits for its own results; when every job of the launch is a member, the child
-    also records the last :data:`CHILD_SHARE` of them itself (:attr:`delegated`), at the
-    same time as this process records the others. Without a trainer process, a population
-    trains here before its first member's job. A member whose population failed gets
-    nothing, and trains on its own.
+    member waits for its own results. Without a trainer process, a population trains here
+    before its first member's job. A member whose population failed gets nothing, and
+    trains on its own.
     """
 
-    def __init__(self, chunks: dict[int, list[Candidate]], jobs: Sequence[Any], launcher: DictConfig, max_population: int, trainer: Any) -> None:
+    def __init__(self, chunks: dict[int, list[Candidate]], launcher: DictConfig, max_population: int, trainer: Any) -> None:
         from sweep.run import check
 
         self.chunks = chunks
@@ -261,21 +251,13 @@ class Results:
         self.ready: dict[int, Any] = {}  # position -> its Trained, once its population trained here
         self.trained_here: set[int] = set()  # id(chunk)
         self.sent: dict[int, int | None] = {}  # id(chunk) -> its population in the trainer process (None: it had died)
-        self.delegated: set[int] = set()  # positions of the jobs the trainer process records
-        if trainer is not None and len(chunks) == len(jobs):
-            self.delegated = set(range(len(jobs) - int(len(jobs) * CHILD_SHARE), len(jobs)))
         for chunk in {id(chunk): chunk for chunk in chunks.values()}.values():
             try:
                 self.checked[id(chunk)] = [check(candidate.cfg) for candidate in chunk]
             except Exception:  # noqa: BLE001  each job reports its own error when it runs
-                self.delegated -= {candidate.index for candidate in chunk}
                 continue
             if trainer is not None:
-                mine = {i: (c.index, jobs[c.index]) for i, c in enumerate(chunk) if c.index in self.delegated}
-                self.sent[id(chunk)] = trainer.submit([c.cfg for c in chunk], launcher, max_population, self.checked[id(chunk)], mine)
-        if self.delegated:
-            numbers = sorted(jobs[position][0] for position in self.delegated)
-            log.info("jobs #%d to #%d are recorded by the trainer process once trained", numbers[0], numbers[-1])
+                self.sent[id(chunk)] = trainer.submit([c.cfg for c in chunk], launcher, max_population, self.checked[id(chunk)])
 
     def take(self, position: int) -> Any:
         """The training of the member at ``position`` in the launch, waiting for it; ``None``: its job trains on its own."""
