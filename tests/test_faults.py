@@ -21,7 +21,7 @@ import pandas as pd
 import psutil
 import pytest
 
-from conftest import SWEEP, records_under, run_sweep
+from conftest import MODEL_FIT, SWEEP, records_under, run_sweep
 
 
 def _workers_running(proc: subprocess.Popen, *job_dirs: Path, timeout: float) -> list[int]:
@@ -99,9 +99,9 @@ def test_after_a_break_only_jobs_whose_worker_died_unrecorded_are_blamed(tmp_pat
 @pytest.mark.slow
 def test_a_joblib_worker_killed_by_sigkill_fails_its_job_and_the_sweep_goes_on(tmp_path):
     sweep_dir = tmp_path / "killed"
-    # Jobs 0 and 1 (5 epochs, model.fit with early stopping that never stops) run first, one per worker.
+    # Jobs 0 and 1 (5 epochs of model.fit) run first, one per worker.
     args = [
-        "-m", "trainer.epochs=5,1", "optimizer.lr=1e-3,1e-2", "trainer.early_stopping_patience=100",
+        "-m", "trainer.epochs=5,1", "optimizer.lr=1e-3,1e-2", *MODEL_FIT,
         "trainer.save_model=false", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}",
     ]  # fmt: skip
     proc = subprocess.Popen([SWEEP, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -170,14 +170,14 @@ def test_an_optuna_study_of_zero_trials_ends_in_one_line_and_exit_0(tmp_path):
 def test_a_joblib_worker_killed_between_jobs_fails_no_job_and_the_sweep_goes_on(tmp_path):
     sweep_dir = tmp_path / "idle_killed"
     args = [
-        "-m", "trainer.epochs=40,1", "trainer.early_stopping_patience=100", "trainer.save_model=false",
+        "-m", "trainer.epochs=40,1", *MODEL_FIT, "trainer.save_model=false",
         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}",
     ]  # fmt: skip
     proc = subprocess.Popen([SWEEP, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _, idle_worker = _workers_running(proc, sweep_dir / "0", sweep_dir / "1", timeout=240)
         deadline = time.monotonic() + 240
-        while not (sweep_dir / "1" / "result.json").is_file():  # job 1 (1 epoch) done, job 0 (40 epochs) still training
+        while not (sweep_dir / "1" / "result.json").is_file():  # job 1 (1 epoch) done, job 0 (40 epochs of model.fit) still training
             assert time.monotonic() < deadline and proc.poll() is None, "job 1 did not finish"
             time.sleep(0.05)
         assert not (sweep_dir / "0" / "result.json").is_file()
