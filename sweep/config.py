@@ -185,6 +185,7 @@ class TrainerConfig:
     save_model: bool = True
     verbose: int = 0
     deterministic: bool = True  # TensorFlow op determinism: same config + seed, same numbers bit for bit
+    warm_start: Optional[str] = None  # a job dir of a shorter run of this config to go on from (sweep.warm_start)
 
 
 @dataclass
@@ -497,7 +498,8 @@ def unflatten(record: dict[str, Any]) -> DictConfig:
 
 
 #: Keys that change neither the metrics nor the artifacts, left out of the fingerprint.
-UNFINGERPRINTED = frozenset({"trainer.verbose", "fail_on_error", "threads"})
+#: Keys that change how a run is done but not its numbers (a warm start gives the same bits).
+UNFINGERPRINTED = frozenset({"trainer.verbose", "fail_on_error", "threads", "trainer.warm_start"})
 
 
 def fingerprint(flat: dict[str, Any]) -> str:

@@ -99,7 +99,7 @@ def whole_run(job_dir: Path, fprint: str, flat: dict[str, Any]) -> tuple[Record 
         return None, None
     if record.get("status") != "completed":
         return None, f"it {record.get('status')}"
-    changed = next((key for key, value in flat.items() if key not in UNFINGERPRINTED and not _equal(record.get(key), value)), None)
+    changed = next((key for key, value in flat.items() if key not in UNFINGERPRINTED and not recorded_as(record.get(key), value)), None)
     if changed is not None:
         return None, f"its {changed}={record.get(changed)!r} is not this config's {flat[changed]!r} (its fingerprint is stale)"
     problem = artifact_problem(job_dir, record)
@@ -161,7 +161,7 @@ def _kept_root(job: Job) -> Path:
     return Path(job.sweep_dir) if job.sweep_dir is not None else job.dir
 
 
-def _equal(recorded: Any, value: Any) -> bool:
+def recorded_as(recorded: Any, value: Any) -> bool:
     """Whether a value read back from a record's JSON is the config's ``value``."""
     return json.dumps(recorded, sort_keys=True, default=str) == json.dumps(value, sort_keys=True, default=str)
 

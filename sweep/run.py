@@ -36,6 +36,7 @@ from sweep.records import HISTORY, artifact_sizes, atomic_write, history_csv, ve
 from sweep.resume import completed, prepare, set_aside, whole_run
 from sweep.splits import Fold, make_folds
 from sweep.sweep_dir import Job, SweepRun, current_run, records_lock
+from sweep.warm_start import checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,11 @@ def train(cfgs: list[DictConfig], checked: list[tuple[Dataset, list[Fold]]], max
     Each config's folds after its first diverged one are left out of its results (those trained
     alone are not even trained: :func:`sweep.engines.fit_members`).
     """
-    members = [Member(cfg, data.x, data.y, fold.train, fold.val, fold.index) for cfg, (data, folds) in zip(cfgs, checked) for fold in folds]
+    members = [
+        Member(cfg, data.x, data.y, fold.train, fold.val, fold.index, start)
+        for cfg, (data, folds) in zip(cfgs, checked)
+        for fold, start in zip(folds, checkpoints(cfg, folds))
+    ]
     fitted = iter(fit_members(members, max_population))
     out = []
     for data, folds in checked:
@@ -196,10 +201,12 @@ def _metrics(fits: list[tuple[int | None, Fitted]]) -> dict[str, Any]:
     on (``n_train_rows``, ``n_val_rows``: the smallest fold's when there are several).
     """
     unsupported = next((fit.graph_unsupported for _, fit in fits if fit.graph_unsupported), None)
+    resumed = min(fit.resumed_epochs for _, fit in fits)
     about = {
         "trained_by": "; ".join(dict.fromkeys(fit.trained_by for _, fit in fits)),
         "population_size": max(fit.population_size for _, fit in fits),
         **({"graph_unsupported": unsupported} if unsupported else {}),
+        **({"resumed_epochs": resumed} if resumed else {}),
         "n_train_rows": min(fit.n_train_rows for _, fit in fits),
         "n_val_rows": min(fit.n_val_rows for _, fit in fits),
     }

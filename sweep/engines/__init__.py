@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from omegaconf import DictConfig
@@ -20,9 +21,12 @@ from omegaconf import DictConfig
 from sweep.config import fingerprint, flatten
 from sweep.engines import graph
 from sweep.engines.fitted import LOSS_BOUND, LOSS_GROWTH, Fitted, exploded
-from sweep.engines.member import Member
+from sweep.engines.member import Checkpoint, Member, TrainedState
 
-__all__ = ["LOSS_BOUND", "LOSS_GROWTH", "VECTORIZABLE", "Fitted", "Member", "chunked", "exploded", "fit_members", "group_key"]
+__all__ = [
+    "LOSS_BOUND", "LOSS_GROWTH", "VECTORIZABLE", "Checkpoint", "Fitted", "Member", "TrainedState", "chunked", "exploded", "fit_members",
+    "group_key", "resumable",
+]  # fmt: skip
 
 T = TypeVar("T")
 
@@ -48,6 +52,11 @@ def group_key(cfg: DictConfig) -> str | None:
     return fingerprint({k: v for k, v in flatten(cfg).items() if k not in VECTORIZABLE})
 
 
+def resumable(cfg: DictConfig) -> bool:
+    """Whether a member of ``cfg`` goes on from its :attr:`Member.start`: the graph trains it, without early stopping (whose bookkeeping a start does not hold)."""
+    return group_key(cfg) is not None and cfg.trainer.get("early_stopping_patience") is None
+
+
 def fit_members(members: Sequence[Member], max_population: int = 64) -> list[Fitted | None]:
     """Train every member; one :class:`Fitted` each, in order.
 
@@ -55,9 +64,11 @@ def fit_members(members: Sequence[Member], max_population: int = 64) -> list[Fit
     graph's memory), split into the fewest near-equal chunks; a member's numbers are the
     same whatever its population. A member trained alone after one of its config's diverged
     is not trained (``None``): a config's folds after its first diverged one count for nothing.
+    A member's :attr:`Member.start` is taken where it is :func:`resumable`; elsewhere it trains from scratch.
     """
     if max_population < 1:
         raise ValueError(f"max_population={max_population} must be >= 1")
+    members = list(members)
     keys: dict[int, str | None] = {}  # by config, so a config's folds cost one fingerprint
     populations: dict[tuple, list[int]] = {}
     fits: dict[int, Fitted | None] = {}
@@ -66,12 +77,15 @@ def fit_members(members: Sequence[Member], max_population: int = 64) -> list[Fit
         if id(member.cfg) not in keys:
             keys[id(member.cfg)] = group_key(member.cfg)
         key = keys[id(member.cfg)]
+        if member.start is not None and not resumable(member.cfg):
+            members[i] = member = replace(member, start=None)
         if key is None:
             fits[i] = None if id(member.cfg) in diverged else _fit_alone(member)
             if fits[i] is not None and fits[i].diverged:
                 diverged.add(id(member.cfg))
-        else:  # a fold missing a class has a narrower softmax: it trains apart
-            populations.setdefault((key, id(member.x), member.n_classes), []).append(i)
+        else:  # a fold missing a class has a narrower softmax: it trains apart; starts at one epoch train together
+            start = len(member.start.history) if member.start is not None else 0
+            populations.setdefault((key, id(member.x), member.n_classes, start), []).append(i)
     for group in populations.values():
         for chunk in chunked(group, max_population):
             fits |= zip(chunk, graph.fit_population([members[i] for i in chunk]))

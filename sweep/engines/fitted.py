@@ -32,6 +32,7 @@ class Fitted:
     graph_unsupported: str | None = None
     n_train_rows: int = 0  # the rows it was fitted on
     n_val_rows: int = 0  # the rows it was scored on
+    resumed_epochs: int = 0  # epochs of its history it went on from (a warm start's), not trained here
 
 
 #: A train loss above this is divergence, whatever the first epoch's was.

@@ -41,9 +41,9 @@ import numpy as np
 from omegaconf import DictConfig
 
 from sweep.engines.fitted import Fitted, summarize
-from sweep.engines.member import Member
+from sweep.engines.member import Member, TrainedState
 from sweep.engines.optimizers import LANES, OPTIMIZERS, Rule, coefficients, optimizer_inputs, update
-from sweep.engines.saved import TrainedState, keras_model
+from sweep.engines.saved import keras_model
 
 MLP_TARGET = "sweep.models.mlp"
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "linear")
@@ -114,6 +114,8 @@ class Plan:
     Without ``dropout`` (every member's rate 0) the masks are left out of the graph, which
     changes no number. The L1 and L2 terms are always in (a strength of 0 adds exact zeros):
     a few ops a step, against a trace for each combination of penalties in a sweep.
+    ``resumed``: the members go on from their :attr:`Member.start` (fed in) instead of
+    drawing their initial weights.
     """
 
     shape: Shape
@@ -121,15 +123,16 @@ class Plan:
     size: int
     dropout: bool
     monitor: str | None  # early stopping's, when on
+    resumed: bool = False
 
     @classmethod
     def of(cls, members: Sequence[Member]) -> Plan:
-        """The plan of ``members``, which share everything but :data:`sweep.engines.VECTORIZABLE` keys and their rows."""
+        """The plan of ``members``, which share everything but :data:`sweep.engines.VECTORIZABLE` keys, their rows and their starts' epoch."""
         first, cfg = members[0], members[0].cfg
         hp = np.array([hyperparameters(m.cfg) for m in members])
-        stops = cfg.trainer.get("early_stopping_patience") is not None
+        monitor = cfg.trainer.early_stopping_monitor if cfg.trainer.get("early_stopping_patience") is not None else None
         shape = Shape.of(cfg, first.x.shape[1:], first.n_classes)
-        return cls(shape, Rule.of(cfg), len(members), bool(hp[:, 3].any()), cfg.trainer.early_stopping_monitor if stops else None)
+        return cls(shape, Rule.of(cfg), len(members), bool(hp[:, 3].any()), monitor, first.start is not None)
 
 
 def hyperparameters(cfg: DictConfig) -> list[float]:
@@ -166,12 +169,13 @@ def _fitted(member: Member, rows: np.ndarray, state: TrainedState, restored: int
     from sweep.backend import save_model
 
     cfg, input_shape, n_classes = member.cfg, member.x.shape[1:], member.n_classes
-    history = [{"epoch": i, **dict(zip(COLUMNS, map(float, row)))} for i, row in enumerate(rows, start=1)]
+    earlier = list(member.start.history) if member.start is not None else []
+    history = earlier + [{"epoch": i, **dict(zip(COLUMNS, map(float, row)))} for i, row in enumerate(rows, start=len(earlier) + 1)]
     artifacts = {}
     if cfg.trainer.save_model:
         artifacts["model.keras"] = lambda path: save_model(keras_model(cfg, input_shape, n_classes, state), path)
     fitted = summarize(history, restored, artifacts, trained_by="graph")
-    fitted.n_train_rows, fitted.n_val_rows = len(member.train), len(member.val)
+    fitted.n_train_rows, fitted.n_val_rows, fitted.resumed_epochs = len(member.train), len(member.val), len(earlier)
     return fitted
 
 
@@ -193,7 +197,20 @@ def _inputs(members: Sequence[Member]) -> list[np.ndarray]:
         np.int32(trainer.epochs),
         np.int32(trainer.batch_size),
         np.int32(trainer.get("early_stopping_patience") or 0),
+        np.int32(len(first.start.history) if first.start is not None else 0),
+        *(_starts([m.start for m in members]) if first.start is not None else []),
     ]
+
+
+def _starts(starts: list) -> list[np.ndarray]:
+    """The members' :class:`~sweep.engines.member.Checkpoint` states stacked as the graph's ``start`` feeds: weights, slots, steps."""
+    def stacked(arrays: list[np.ndarray]) -> np.ndarray:  # biases as the graph holds them, [M, 1, units]
+        return np.stack([a.reshape(1, -1) if a.ndim == 1 else a for a in arrays]).astype(np.float32)
+
+    states = [start.state for start in starts]
+    weights = [stacked([s.weights[k] for s in states]) for k in range(len(states[0].weights))]
+    slots = [stacked([s.slots[j][k] for s in states]) for j in range(len(states[0].slots)) for k in range(len(states[0].weights))]
+    return [*weights, *slots, np.array([s.iterations for s in states], np.float32)]
 
 
 def _padded(rows: list[np.ndarray], multiple: int) -> tuple[np.ndarray, np.ndarray]:
@@ -256,15 +273,20 @@ class Feeds(NamedTuple):
     epochs: Any
     batch_size: Any
     patience: Any  # early stopping's, when the plan has a monitor
+    first_epoch: Any  # epochs the members' starts have run (0: from scratch)
+    start: list  # a resumed plan's: the members' weights, then each slot's, then steps [M]
 
     @staticmethod
     def specs(plan: Plan) -> list:
-        """The graph's inputs: x, y, train rows, counts, val rows, counts, hyperparameters [M, 4], optimizer, seeds, epochs, batch size, patience."""
+        """The graph's inputs: x, y, train rows, counts, val rows, counts, hyperparameters [M, 4], optimizer, seeds, epochs, batch size, patience, first epoch, start."""
         import tensorflow as tf
 
         m, f32, i32 = plan.size, tf.float32, tf.int32
         shapes = [([None, plan.shape.n_features], f32), ([None], tf.int64), ([m, None], i32), ([m], i32), ([m, None], i32), ([m], i32)]
-        shapes += [([m, 4], f32), ([3], f32), ([m], tf.int64), ([], i32), ([], i32), ([], i32)]
+        shapes += [([m, 4], f32), ([3], f32), ([m], tf.int64), ([], i32), ([], i32), ([], i32), ([], i32)]
+        if plan.resumed:
+            params = [dims for fan_in, fan_out in plan.shape.layers for dims in ([m, fan_in, fan_out], [m, 1, fan_out])]
+            shapes += [(dims, f32) for dims in params * (1 + len(plan.rule.slots))] + [([m], f32)]
         return [tf.TensorSpec(shape, dtype) for shape, dtype in shapes]
 
     @classmethod
@@ -272,7 +294,7 @@ class Feeds(NamedTuple):
         """The feeds of the graph's inputs, as :meth:`specs` lists them (the hyperparameters' columns split once)."""
         import tensorflow as tf
 
-        return cls(*feeds[:6], *tf.unstack(feeds[6], axis=1), *feeds[7:])
+        return cls(*feeds[:6], *tf.unstack(feeds[6], axis=1), *feeds[7:13], list(feeds[13:]))
 
 
 class State(NamedTuple):
@@ -507,8 +529,8 @@ class Population:
         import tensorflow as tf
 
         f, size, monitor = Feeds.of(feeds), self.plan.size, self.plan.monitor
-        params = self.initial(f.seeds)
-        state = State(params, [[tf.zeros_like(p) for p in params] for _ in self.plan.rule.slots], tf.zeros([size]))
+        state = self.resumed(f.start) if self.plan.resumed else self.fresh(f.seeds)
+        params = state.params
         watch = Watch(tf.zeros([size]), tf.zeros([size], tf.int32), tf.zeros([size], tf.int32), params if monitor else [])
 
         def body(epoch, alive, ran, state, watch, history):
@@ -520,12 +542,25 @@ class Population:
             watch, stop = self.watch(watch, epoch, row, state.params, alive, f.patience)
             ran += tf.cast(alive, tf.int32)
             alive = tf.logical_and(tf.logical_and(alive, tf.math.is_finite(row[:, 0])), tf.logical_not(stop))
-            return epoch + 1, alive, ran, state, watch, history.write(epoch, row)
+            return epoch + 1, alive, ran, state, watch, history.write(epoch - f.first_epoch, row)
 
-        start = (tf.constant(0), tf.ones([size], tf.bool), tf.zeros([size], tf.int32), state, watch, tf.TensorArray(tf.float32, size=f.epochs))
+        history = tf.TensorArray(tf.float32, size=f.epochs - f.first_epoch)
+        start = (f.first_epoch, tf.ones([size], tf.bool), tf.zeros([size], tf.int32), state, watch, history)
         epochs, _, ran, state, watch, history = tf.while_loop(
             lambda epoch, alive, *_: tf.logical_and(epoch < f.epochs, tf.reduce_any(alive)), body, start
         )
         kept = watch.params if monitor else state.params
         flat = [[v if k % 2 == 0 else v[:, 0] for k, v in enumerate(values)] for values in (kept, *state.slots)]  # biases [M, units]
-        return history.stack()[:epochs], ran, flat[0], flat[1:], state.iterations, watch.epoch
+        return history.stack()[: epochs - f.first_epoch], ran, flat[0], flat[1:], state.iterations, watch.epoch
+
+    def fresh(self, seeds) -> State:
+        """The state before the first step: :meth:`initial` weights, zero slots and steps."""
+        import tensorflow as tf
+
+        params = self.initial(seeds)
+        return State(params, [[tf.zeros_like(p) for p in params] for _ in self.plan.rule.slots], tf.zeros([self.plan.size]))
+
+    def resumed(self, start: list) -> State:
+        """The state fed in as ``start`` (:attr:`Feeds.start`)."""
+        n = 2 * len(self.plan.shape.layers)
+        return State(start[:n], [start[n * (j + 1) : n * (j + 2)] for j in range(len(self.plan.rule.slots))], start[-1])

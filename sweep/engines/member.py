@@ -10,10 +10,29 @@ from omegaconf import DictConfig
 
 
 @dataclass(frozen=True)
+class TrainedState:
+    """A member's weights, the optimizer's slots (per :attr:`sweep.engines.optimizers.Rule.slots`, each in the weights' order) and its step count."""
+
+    weights: list[np.ndarray]
+    slots: list[list[np.ndarray]]
+    iterations: int
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a shorter fit of the same member ended: its state and its per-epoch history (one dict per epoch)."""
+
+    state: TrainedState
+    history: list[dict[str, float]]
+
+
+@dataclass(frozen=True)
 class Member:
     """Config ``cfg`` fitted on rows ``train`` of ``x``/``y`` and scored on rows ``val``; ``fold`` is the fold's index (``None``: holdout).
 
     Members of one sweep share ``x`` and ``y`` (the dataset's rows, never copied per member).
+    ``start``: the fit goes on from there, to ``cfg.trainer.epochs`` in all, with the same
+    numbers as a fit from scratch (the graph's; other engines train from scratch).
     """
 
     cfg: DictConfig
@@ -22,6 +41,7 @@ class Member:
     train: np.ndarray
     val: np.ndarray
     fold: int | None = None
+    start: Checkpoint | None = None
 
     @classmethod
     def of_arrays(cls, cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Member:

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.engines.keras_fit import build_model
+from sweep.engines.member import TrainedState
 from sweep.engines.optimizers import Rule
-
-
-@dataclass(frozen=True)
-class TrainedState:
-    """A finished member: its weights, the optimizer's slots (per :attr:`Rule.slots`, each in the weights' order) and its step count."""
-
-    weights: list[np.ndarray]
-    slots: list[list[np.ndarray]]
-    iterations: int
 
 
 def keras_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, state: TrainedState):
@@ -47,6 +37,16 @@ def keras_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, s
         for variable, value in zip(model.trainable_variables, values, strict=True):
             getattr(optimizer, name)[optimizer._get_variable_index(variable)].assign(value)
     return model
+
+
+def load_state(cfg: DictConfig, path: str) -> TrainedState:
+    """The state held by the model ``cfg`` saved at ``path`` (``model.keras``): the inverse of :func:`keras_model`."""
+    from sweep.backend import keras
+
+    model = keras().models.load_model(path)
+    optimizer = model.optimizer
+    slots = [[getattr(optimizer, name)[optimizer._get_variable_index(v)].numpy() for v in model.trainable_variables] for name in Rule.of(cfg).slots]
+    return TrainedState(model.get_weights(), slots, int(optimizer.iterations.numpy()))
 
 
 _TEMPLATES: dict[tuple, Any] = {}
