@@ -40,7 +40,8 @@ def plot_sweep(runs: pd.DataFrame, summary: pd.DataFrame, out_dir: str | Path, t
 
     Two or more numeric keys: ``heatmap_<metric>.png``; one: ``line_<metric>.png``; runs with
     a ``history.csv``: ``learning_curves_<metric>.png`` (top ``top`` configs); KMeans on
-    images: ``centers.png`` (the rank-1 config's cluster centres).
+    images: ``centers.png`` (the rank-1 config's cluster centres); a halving search:
+    ``halving_rungs.png`` (:func:`rungs_figure`).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -52,6 +53,7 @@ def plot_sweep(runs: pd.DataFrame, summary: pd.DataFrame, out_dir: str | Path, t
         f"line_{metric}.png": line_figure(summary, keys[0]) if len(keys) == 1 else None,
         f"learning_curves_{metric}.png": learning_curves_figure(runs, summary, top),
         "centers.png": centers_figure(runs, summary),
+        "halving_rungs.png": rungs_figure(summary) if "iter" in summary else None,
     }
     written = []
     for name, figure in figures.items():
@@ -59,6 +61,29 @@ def plot_sweep(runs: pd.DataFrame, summary: pd.DataFrame, out_dir: str | Path, t
             atomic_write(out_dir / name, lambda tmp, figure=figure: figure.savefig(tmp, dpi=100, format="png"))
             written.append(out_dir / name)
     return written
+
+
+def rungs_figure(summary: pd.DataFrame) -> Figure:
+    """A halving search: each config's fold-mean metric against its epochs, one line through its rungs, the last rung's bold; configs kept per rung in the title."""
+    metric = ranked_metric(summary)
+    keys = [k for k in summary.columns if is_config_key(k) and k != "trainer.epochs"]
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    ax = figure.subplots()
+    last = summary["iter"].max()
+    groups = summary.groupby(keys, dropna=False, sort=False) if keys else [((), summary)]
+    for key, rows in groups:
+        rows = rows.sort_values("n_resources")
+        survived = rows["iter"].max() == last
+        label = ", ".join(f"{k}={_label(v)}" for k, v in zip(keys, key)) if survived else None
+        ax.plot(rows["n_resources"], rows[f"mean_{metric}"], marker="o", lw=2.5 if survived else 0.8, alpha=1 if survived else 0.5, label=label)
+    counts = summary.groupby("iter").size().sort_index()
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(summary["n_resources"].unique()), [_label(v) for v in sorted(summary["n_resources"].unique())])
+    ax.set_xlabel("epochs (n_resources)")
+    ax.set_ylabel(f"{metric} (mean over folds)")
+    ax.set_title("configs per rung: " + " -> ".join(str(n) for n in counts), fontsize=10)
+    ax.legend(fontsize=7)
+    return figure
 
 
 def _label(value: object) -> str:

@@ -41,7 +41,8 @@ BOOKKEEPING = frozenset(
     {
         "sweep_dir", "job_num", "status", "error", "fingerprint", "overrides", "output_dir", "started_at",
         "fit_time_s", "elapsed_s", "versions", "fold_metrics", "artifacts", "reused_from", "refit_of", "n_val_rows",
-        "n_train_rows", "trained_by", "population_size", "graph_unsupported", "sweep_run", "classes", "test_split_stratified",
+        "n_train_rows", "trained_by", "population_size", "graph_unsupported", "resumed_epochs", "trainer.warm_start",
+        "iter", "n_resources", "halving_stopped", "sweep_run", "classes", "test_split_stratified",
     }
 )  # fmt: skip
 
@@ -92,6 +93,7 @@ def load(*paths: str | Path) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     skipped: list[tuple[str, str]] = []
     seen: set[Path] = set()
+    rungs: dict[str, Any] = {}  # sweep dir -> its halving search's rungs, or None
     for root in map(Path, paths):
         if not root.exists():
             skipped.append((str(root), "no such file or directory"))
@@ -107,7 +109,7 @@ def load(*paths: str | Path) -> pd.DataFrame:
                 skipped.append((str(path), f"unreadable record ({error})"))
                 continue
             if "refit_of" not in record:
-                rows.append(_row(record, path.parent.resolve()))
+                rows.append(_row(record, path.parent.resolve(), rungs))
     for path, reason in skipped:
         warnings.warn(f"skipped {path}: {reason}", SkippedRecordWarning, stacklevel=2)
     runs = _frame(rows)
@@ -122,11 +124,19 @@ def _dirs_without_record(root: Path) -> list[Path]:
     return sorted(d.parent for d in root.rglob(".hydra") if not any((d.parent / name).exists() for name in (RECORD, MOVED)))
 
 
-def _row(record: dict[str, Any], job_dir: Path) -> dict[str, Any]:
+def _row(record: dict[str, Any], job_dir: Path, rungs: dict[str, Any]) -> dict[str, Any]:
+    """A record's row; in a halving search's sweep dir, with its rung (:func:`sweep.halving.standing`)."""
+    from sweep.halving import rungs_of, standing
+
     row = {key: value if key == "fold_metrics" else _cell(value) for key, value in record.items()}
     row["output_dir"] = str(job_dir)
     sweep_dir = next((d for d in (job_dir, *job_dir.parents) if (d / MULTIRUN_YAML).is_file()), job_dir)
     row["sweep_dir"] = str(sweep_dir)
+    if str(sweep_dir) not in rungs:
+        rungs[str(sweep_dir)] = rungs_of(sweep_dir)
+    search = rungs[str(sweep_dir)]
+    if search is not None:
+        row |= standing(search.rungs, search.metric, record.get("overrides") or [], record.get("trainer.epochs"))
     return row
 
 
@@ -228,7 +238,10 @@ def summarize(runs: pd.DataFrame, metric: str | None = None, aggregate_seeds: bo
     makes the mean NaN; a missing fold makes every mean and std NaN, so no config is ranked
     on fewer folds than the others. ``metric`` defaults to the runs' ``task.metric``.
     Configs without a score (:func:`scored`) share the last rank, the number of configs:
-    when none has one, none is ranked 1. Sorted by rank.
+    when none has one, none is ranked 1. In a halving search (the runs have ``iter``), a
+    row is a config at a rung, with ``iter``, ``n_resources`` and ``halving_stopped``; the
+    last rung's rows rank first, then each earlier rung's, by ``metric`` within a rung (as
+    scikit-learn's halving searches rank). Sorted by rank.
     """
     metric = metric or default_metric(runs)
     higher = greater_is_better(metric)
@@ -240,7 +253,11 @@ def summarize(runs: pd.DataFrame, metric: str | None = None, aggregate_seeds: bo
     asked = asked_folds(runs)
     summary = pd.DataFrame([{**dict(zip(keys, key)), **_config_row(sub, names, seeds, asked)} for key, sub in groups])
     score = summary[f"mean_{metric}"].where(scored(summary, metric))
-    rank = score.rank(method="min", ascending=not higher).fillna(len(summary)).astype(int)
+    if "iter" in summary:  # a halving search, as scikit-learn ranks one: the last rung's configs first, each rung's by its metric
+        order = summary.assign(_score=score).sort_values(["iter", "_score"], ascending=[False, not higher], kind="stable").index
+        rank = pd.Series(range(1, len(summary) + 1), index=order).reindex(summary.index)
+    else:
+        rank = score.rank(method="min", ascending=not higher).fillna(len(summary)).astype(int)
     summary.insert(0, f"rank_{metric}", rank)
     return summary.sort_values(f"rank_{metric}", kind="stable").reset_index(drop=True)
 
@@ -255,6 +272,9 @@ def _config_row(sub: pd.DataFrame, names: list[str], seeds: list[Any], asked: fr
         "min_n_val_rows": _ignoring_nan(np.nanmin, _floats(sub, "n_val_rows")),
         "mean_fit_time_s": _ignoring_nan(np.nanmean, _floats(sub, "fit_time_s")),
     }
+    for column in ("iter", "n_resources", "halving_stopped"):  # a halving search's rung, the same for every fold
+        if column in sub:
+            row[column] = sub[column].dropna().iloc[0] if sub[column].notna().any() else None
     by_fold = [(int(k), part) for k, part in sub.groupby(FOLD)] if FOLD in sub else []
     for m in names:
         values = _floats(sub, m) if row["n_missing"] == 0 else np.array([math.nan])
@@ -406,7 +426,8 @@ def format_summary(summary: pd.DataFrame, top: int | None = 10) -> str:
     rank = summary.columns[0]
     metric = rank.removeprefix("rank_")
     keys = [c for c in summary.columns if is_config_key(c)]
-    columns = [rank, *keys, f"mean_{metric}", f"std_{metric}", "n_runs", "n_failed", "n_missing", "mean_fit_time_s"]
+    rung = [c for c in ("iter", "n_resources") if c in summary]
+    columns = [rank, *rung, *keys, f"mean_{metric}", f"std_{metric}", "n_runs", "n_failed", "n_missing", "mean_fit_time_s"]
     shown = summary.head(top) if top else summary
     direction = "higher" if greater_is_better(metric) else "lower"
     title = f"{len(shown)} of {len(summary)} configs ranked by {metric} ({direction} is better)"

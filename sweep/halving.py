@@ -1,0 +1,148 @@
+"""Successive halving over epochs, decided on fold means: what to train at each rung, and who goes on.
+
+scikit-learn's ``HalvingGridSearchCV`` with the epoch count as the resource and
+``min_resources="exhaust"``: with ``n`` configs and ``factor``, there are
+``1 + floor(log_factor(n))`` rungs (fewer when the budgets run out), rung ``i`` trains for
+``min_resources * factor**i`` epochs (the last one: ``max_resources``) and keeps the best
+``ceil(n_i / factor)`` configs by the mean of the rung's metric over each config's folds. A
+config with a failed, diverged or missing fold has no mean and goes no further. Survivors go
+on from where their previous rung ended (``trainer.warm_start``), so a survivor's last record
+is that of one run of all its epochs.
+
+:func:`schedule`, :func:`survivors` and :func:`sample` (random candidates) are the decisions (the Oracle); the halving sweeper
+(``hydra_plugins/sweep_halving``) launches the rungs (the Tuner), and :func:`write_rungs`
+keeps what was decided in ``halving.json``, which the tables read (:func:`rungs_of`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sweep.config import SweepConfigError
+from sweep.records import write_text
+
+#: The file in a sweep dir that holds a halving search's rungs.
+RUNGS_FILE = "halving.json"
+#: Keys a rung sets in a config's jobs, or that tell its folds apart: a config is its jobs' other overrides.
+RUNG_KEYS = ("validation.fold", "trainer.epochs", "trainer.warm_start")
+
+
+@dataclass
+class Rung:
+    """One rung: its budget (``n_resources``, epochs in all), each config's fold-mean score (``None``: none) and who went on."""
+
+    iter: int
+    n_resources: int
+    configs: list[list[str]]  # each config's overrides, folds left out
+    scores: list[float | None]
+    kept: list[bool] = field(default_factory=list)  # empty at the last rung: nobody goes on
+
+
+@dataclass
+class Search:
+    """A halving search as ``halving.json`` keeps it: the metric it decides on, its factor and its rungs so far."""
+
+    metric: str
+    factor: float
+    rungs: list[Rung]
+
+
+def schedule(n_candidates: int, factor: float, max_resources: int, min_resources: int | None = None) -> list[int]:
+    """Each rung's epochs in all: ``min_resources`` (default: as scikit-learn's ``"exhaust"``) times ``factor**i``, the last ``max_resources``."""
+    if factor <= 1:
+        raise SweepConfigError(f"hydra.sweeper.factor={factor}: must be greater than 1")
+    if max_resources < 1 or (min_resources is not None and not 1 <= min_resources <= max_resources):
+        raise SweepConfigError(f"hydra.sweeper.min_resources={min_resources}: must be between 1 and trainer.epochs={max_resources}")
+    required = 1 + int(math.floor(math.log(n_candidates, factor) + 1e-9)) if n_candidates > 1 else 1
+    if min_resources is None:
+        min_resources = max(1, int(max_resources // factor ** (required - 1)))
+    possible = 1 + int(math.floor(math.log(max_resources // min_resources, factor) + 1e-9))
+    n_rungs = min(required, possible)
+    budgets = [min(int(min_resources * factor**i), max_resources) for i in range(n_rungs)]
+    budgets[-1] = max_resources  # the last rung trains to the full budget
+    return budgets
+
+
+def survivors(scores: list[float | None], factor: float, higher: bool) -> list[bool]:
+    """Which configs go on: the best ``ceil(n / factor)`` of those with a score (ties: the earlier config)."""
+    keep = math.ceil(len(scores) / factor)
+    ranked = sorted((i for i, s in enumerate(scores) if s is not None), key=lambda i: -scores[i] if higher else scores[i])
+    chosen = set(ranked[:keep])
+    return [i in chosen for i in range(len(scores))]
+
+
+def fold_mean(values: list[float]) -> float | None:
+    """A config's score at a rung: the mean of its folds' metrics, ``None`` if any is missing or not finite."""
+    if not values or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        return None
+    return float(sum(values) / len(values))
+
+
+def sample(overrides: list, n_candidates: int, seed: int) -> list[list[str]]:
+    """``n_candidates`` configs drawn from Hydra sweep overrides (random search): each job's overrides, its folds' jobs together.
+
+    ``interval(a, b)`` is drawn uniformly, ``tag(log, interval(a, b))`` log-uniformly, a list,
+    ``choice(...)`` or ``range(...)`` uniformly among its values; plain overrides are kept.
+    ``validation.fold`` is never drawn: every candidate gets every fold listed. The same
+    ``seed`` draws the same candidates.
+    """
+    import numpy as np
+    from hydra.core.override_parser.types import IntervalSweep
+
+    rng = np.random.default_rng(seed)
+    fold = next((o for o in overrides if o.get_key_element() == RUNG_KEYS[0] and o.is_sweep_override()), None)
+    folds = [f"{RUNG_KEYS[0]}={v}" for v in fold.sweep_string_iterator()] if fold is not None else [None]
+    drawn = []
+    for _ in range(n_candidates):
+        config = []
+        for o in (o for o in overrides if o is not fold):
+            key, value = o.get_key_element(), o.value()
+            if isinstance(value, IntervalSweep):
+                low, high = (math.log(value.start), math.log(value.end)) if "log" in value.tags else (value.start, value.end)
+                x = float(rng.uniform(low, high))
+                config.append(f"{key}={math.exp(x) if 'log' in value.tags else x!r}")
+            elif o.is_sweep_override():
+                values = list(o.sweep_string_iterator())
+                config.append(f"{key}={values[int(rng.integers(len(values)))]}")
+            else:
+                config.append(f"{key}={o.get_value_element_as_str()}")
+        drawn.append(config)
+    return [[*config, *([f] if f else [])] for config in drawn for f in folds]
+
+
+def config_of(overrides: list[str]) -> list[str]:
+    """The config a job of the search belongs to: its overrides but :data:`RUNG_KEYS`."""
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in RUNG_KEYS]
+
+
+def standing(rungs: list[Rung], metric: str, overrides: list[str], epochs: int) -> dict[str, object]:
+    """A run's place in the search: ``iter`` and ``n_resources``, and ``halving_stopped`` when its config went no further; ``{}`` if not a run of it."""
+    config = config_of(list(overrides))
+    for rung in rungs:
+        if rung.n_resources != epochs or config not in rung.configs:
+            continue
+        out: dict[str, object] = {"iter": rung.iter, "n_resources": rung.n_resources}
+        i = rung.configs.index(config)
+        if rung.kept and not rung.kept[i]:
+            score, n_kept = rung.scores[i], sum(rung.kept)
+            why = f"{metric} {score:.4g} not among the best {n_kept} of {len(rung.configs)}" if score is not None else f"no fold-mean {metric} (a fold failed, diverged or is missing)"
+            out["halving_stopped"] = f"rung {rung.iter}: {why}"
+        return out
+    return {}
+
+
+def write_rungs(sweep_dir: Path, search: Search) -> None:
+    """Keep ``search`` in ``sweep_dir/halving.json`` (after every rung)."""
+    write_text(Path(sweep_dir) / RUNGS_FILE, json.dumps(asdict(search), indent=1) + "\n")
+
+
+def rungs_of(sweep_dir: Path) -> Search | None:
+    """The halving search kept in ``sweep_dir``; ``None`` if it holds none (or an unreadable one)."""
+    try:
+        about = json.loads((Path(sweep_dir) / RUNGS_FILE).read_text())
+        return Search(about["metric"], about["factor"], [Rung(**rung) for rung in about["rungs"]])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
