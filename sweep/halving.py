@@ -39,6 +39,7 @@ class Rung:
     configs: list[list[str]]  # each config's overrides, folds left out
     scores: list[float | None]
     kept: list[bool] = field(default_factory=list)  # empty at the last rung: nobody goes on
+    bracket: int = 0  # Hyperband's (successive halving has one)
 
 
 @dataclass
@@ -66,9 +67,33 @@ def schedule(n_candidates: int, factor: float, max_resources: int, min_resources
     return budgets
 
 
-def survivors(scores: list[float | None], factor: float, higher: bool) -> list[bool]:
-    """Which configs go on: the best ``ceil(n / factor)`` of those with a score (ties: the earlier config)."""
-    keep = math.ceil(len(scores) / factor)
+def halving_plan(n_candidates: int, factor: float, max_resources: int, min_resources: int | None = None) -> list[tuple[int, int]]:
+    """Successive halving's rungs as ``(configs, epochs)``: :func:`schedule`'s epochs, ``ceil(n / factor)`` configs kept each time."""
+    plan, n = [], n_candidates
+    for epochs in schedule(n_candidates, factor, max_resources, min_resources):
+        plan.append((n, epochs))
+        n = math.ceil(n / factor)
+    return plan
+
+
+def hyperband(factor: float, max_resources: int) -> list[list[tuple[int, int]]]:
+    """Hyperband's brackets (Li et al. 2018), most exploratory first, each a halving plan of ``(configs, epochs)`` rungs ending at ``max_resources``.
+
+    With ``s_max = floor(log_factor(max_resources))``, bracket ``s`` starts ``ceil((s_max + 1) / (s + 1) * factor**s)``
+    configs at ``max_resources / factor**s`` epochs; rung ``i`` keeps ``floor(n / factor**i)`` of them at ``factor**i`` times the epochs.
+    """
+    if factor <= 1:
+        raise SweepConfigError(f"hydra.sweeper.factor={factor}: must be greater than 1")
+    s_max = int(math.floor(math.log(max_resources, factor) + 1e-9))
+    brackets = []
+    for s in range(s_max, -1, -1):
+        n = math.ceil((s_max + 1) / (s + 1) * factor**s - 1e-9)
+        brackets.append([(max(1, int(n / factor**i + 1e-9)), max(1, round(max_resources / factor ** (s - i)))) for i in range(s + 1)])
+    return brackets
+
+
+def survivors(scores: list[float | None], keep: int, higher: bool) -> list[bool]:
+    """Which configs go on: the best ``keep`` of those with a score (ties: the earlier config)."""
     ranked = sorted((i for i, s in enumerate(scores) if s is not None), key=lambda i: -scores[i] if higher else scores[i])
     chosen = set(ranked[:keep])
     return [i in chosen for i in range(len(scores))]
@@ -125,6 +150,8 @@ def standing(rungs: list[Rung], metric: str, overrides: list[str], epochs: int) 
         if rung.n_resources != epochs or config not in rung.configs:
             continue
         out: dict[str, object] = {"iter": rung.iter, "n_resources": rung.n_resources}
+        if any(r.bracket for r in rungs):
+            out["bracket"] = rung.bracket
         i = rung.configs.index(config)
         if rung.kept and not rung.kept[i]:
             score, n_kept = rung.scores[i], sum(rung.kept)

@@ -42,7 +42,7 @@ BOOKKEEPING = frozenset(
         "sweep_dir", "job_num", "status", "error", "fingerprint", "overrides", "output_dir", "started_at",
         "fit_time_s", "elapsed_s", "versions", "fold_metrics", "artifacts", "reused_from", "refit_of", "n_val_rows",
         "n_train_rows", "trained_by", "population_size", "graph_unsupported", "resumed_epochs", "trainer.warm_start",
-        "iter", "n_resources", "halving_stopped", "sweep_run", "classes", "test_split_stratified",
+        "iter", "n_resources", "bracket", "halving_stopped", "sweep_run", "classes", "test_split_stratified",
     }
 )  # fmt: skip
 
@@ -253,8 +253,8 @@ def summarize(runs: pd.DataFrame, metric: str | None = None, aggregate_seeds: bo
     asked = asked_folds(runs)
     summary = pd.DataFrame([{**dict(zip(keys, key)), **_config_row(sub, names, seeds, asked)} for key, sub in groups])
     score = summary[f"mean_{metric}"].where(scored(summary, metric))
-    if "iter" in summary:  # a halving search, as scikit-learn ranks one: the last rung's configs first, each rung's by its metric
-        order = summary.assign(_score=score).sort_values(["iter", "_score"], ascending=[False, not higher], kind="stable").index
+    if "n_resources" in summary:  # a halving search, as scikit-learn ranks one: the last rung's configs first, each rung's by its metric
+        order = summary.assign(_score=score).sort_values(["n_resources", "_score"], ascending=[False, not higher], kind="stable").index
         rank = pd.Series(range(1, len(summary) + 1), index=order).reindex(summary.index)
     else:
         rank = score.rank(method="min", ascending=not higher).fillna(len(summary)).astype(int)
@@ -272,7 +272,7 @@ def _config_row(sub: pd.DataFrame, names: list[str], seeds: list[Any], asked: fr
         "min_n_val_rows": _ignoring_nan(np.nanmin, _floats(sub, "n_val_rows")),
         "mean_fit_time_s": _ignoring_nan(np.nanmean, _floats(sub, "fit_time_s")),
     }
-    for column in ("iter", "n_resources", "halving_stopped"):  # a halving search's rung, the same for every fold
+    for column in ("iter", "n_resources", "bracket", "halving_stopped"):  # a halving search's rung, the same for every fold
         if column in sub:
             row[column] = sub[column].dropna().iloc[0] if sub[column].notna().any() else None
     by_fold = [(int(k), part) for k, part in sub.groupby(FOLD)] if FOLD in sub else []
@@ -426,7 +426,7 @@ def format_summary(summary: pd.DataFrame, top: int | None = 10) -> str:
     rank = summary.columns[0]
     metric = rank.removeprefix("rank_")
     keys = [c for c in summary.columns if is_config_key(c)]
-    rung = [c for c in ("iter", "n_resources") if c in summary]
+    rung = [c for c in ("bracket", "iter", "n_resources") if c in summary]
     columns = [rank, *rung, *keys, f"mean_{metric}", f"std_{metric}", "n_runs", "n_failed", "n_missing", "mean_fit_time_s"]
     shown = summary.head(top) if top else summary
     direction = "higher" if greater_is_better(metric) else "lower"

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from conftest import records_under, run_sweep
-from sweep.halving import fold_mean, sample, schedule, survivors
+from sweep.halving import fold_mean, halving_plan, hyperband, sample, schedule, survivors
 from sweep.plots import plot_sweep
 from sweep.refit import refit
 from sweep.results import load, summarize
@@ -58,9 +58,21 @@ def test_a_rung_keeps_the_best_third_by_fold_mean_so_a_config_best_on_one_fold_o
     folds = {"good on one fold": [0.99, 0.50, 0.50], "steady": [0.80, 0.80, 0.80], "fair": [0.70, 0.75, 0.70], "a failed fold": [0.99, math.nan, 0.99]}
     scores = [fold_mean(values) for values in folds.values()]
     assert scores[3] is None
-    assert survivors(scores, 3, higher=True) == [False, True, True, False]  # ceil(4 / 3) = 2 places: the best single fold is not enough
-    assert survivors(scores, 4, higher=True) == [False, True, False, False]
-    assert survivors([0.3, 0.1, 0.2], 3, higher=False) == [False, True, False]  # a loss: lower is better
+    assert halving_plan(len(scores), 3, 9) == [(4, 3), (2, 9)]  # 2 of the 4 go on
+    assert survivors(scores, 2, higher=True) == [False, True, True, False]  # the best single fold is not enough
+    assert survivors(scores, 1, higher=True) == [False, True, False, False]
+    assert survivors([0.3, 0.1, 0.2], 1, higher=False) == [False, True, False]  # a loss: lower is better
+
+
+def test_hyperbands_brackets_are_li_et_als() -> None:
+    """Table 1 of Li et al. (2018), R = 81 and eta = 3: each bracket's rungs as (configs, epochs)."""
+    assert hyperband(3, 81) == [
+        [(81, 1), (27, 3), (9, 9), (3, 27), (1, 81)],
+        [(34, 3), (11, 9), (3, 27), (1, 81)],
+        [(15, 9), (5, 27), (1, 81)],
+        [(8, 27), (2, 81)],
+        [(5, 81)],
+    ]
 
 
 @pytest.mark.slow
@@ -132,6 +144,19 @@ def test_random_halving_trains_each_rung_as_one_population(tmp_path: Path) -> No
     assert [(len(rung["configs"]), rung["n_resources"]) for rung in search["rungs"]] == [(6, 1), (2, 3)]
     records = sorted(records_under(tmp_path / "sw"), key=lambda r: r["job_num"])
     assert [r["population_size"] for r in records] == [18] * 18 + [6] * 6
+
+
+@pytest.mark.slow
+def test_hyperband_runs_its_brackets_of_drawn_configs_and_ranks_the_full_budget_first(tmp_path: Path) -> None:
+    space = ["optimizer.lr=tag(log,interval(1e-4,1e-1))", "regularizer.dropout=interval(0,0.6)", "trainer.save_model=true"]
+    run_sweep("-m", "hparams_search=hyperband", *space, "trainer.epochs=9", "hydra.sweep.dir=sw", cwd=tmp_path)
+    rungs = json.loads((tmp_path / "sw" / "halving.json").read_text())["rungs"]
+    assert [(r["bracket"], len(r["configs"]), r["n_resources"]) for r in rungs] == [(0, 9, 1), (0, 3, 3), (0, 1, 9), (1, 5, 3), (1, 1, 9), (2, 3, 9)]
+    records = records_under(tmp_path / "sw")
+    assert len(records) == 22 and all(r["status"] == "completed" for r in records)
+    assert sorted(r.get("resumed_epochs", 0) for r in records if r["trainer.epochs"] == 9) == [0, 0, 0, 3, 3]
+    summary = pd.read_csv(tmp_path / "sw" / "summary.csv")
+    assert list(summary["n_resources"][:5]) == [9] * 5 and summary["mean_val_accuracy"][:5].is_monotonic_decreasing
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ No ``from __future__ import annotations``: Hydra's plugin scan runs the module o
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -48,8 +48,24 @@ class HalvingSweeperConf:
 ConfigStore.instance().store(group="hydra/sweeper", name="halving", node=HalvingSweeperConf, provider="sweep")
 
 
+@dataclass
+class HyperbandSweeperConf:
+    """Hyperband's brackets of successive halving (Li et al.): ``factor`` as halving's, each bracket's configs drawn with ``seed`` plus its number."""
+
+    _target_: str = "hydra_plugins.sweep_halving.halving_sweeper.HyperbandSweeper"
+    factor: float = 3.0
+    seed: int = 0
+    params: Optional[Dict[str, str]] = None
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="hyperband", node=HyperbandSweeperConf, provider="sweep")
+
+#: A bracket to run: its configs (each with its jobs' overrides, one per fold) and its rungs' (configs kept, epochs).
+Bracket = Tuple[Dict[tuple, List[List[str]]], List[Tuple[int, int]]]
+
+
 class HalvingSweeper(GridSweeper):
-    """The grid sweeper's jobs, launched as successive-halving rungs."""
+    """The grid sweeper's jobs (or ``n_candidates`` drawn ones), launched as successive-halving rungs."""
 
     def __init__(
         self, factor: float = 3.0, min_resources: Optional[int] = None, n_candidates: Optional[int] = None, seed: int = 0, params: Optional[Dict[str, str]] = None
@@ -59,58 +75,86 @@ class HalvingSweeper(GridSweeper):
         self.min_resources = min_resources
         self.n_candidates = n_candidates
         self.seed = seed
+        self.next_idx = 0
 
-    def configs(self, arguments: List[str]) -> Dict[tuple, List[List[str]]]:
-        """The search's configs (overrides, folds and epochs left out), each with its jobs' overrides (one per fold)."""
-        from sweep.halving import config_of, sample
+    def brackets(self, overrides: List[Any]) -> List[Bracket]:
+        """One bracket: every config of the grid or drawn, on :func:`sweep.halving.halving_plan`'s rungs."""
+        from sweep.halving import halving_plan, sample
+
+        assert self.config is not None
+        jobs = sample(overrides, self.n_candidates, self.seed) if self.n_candidates else self.split_arguments(overrides, None)[0]
+        configs = _configs(jobs)
+        return [(configs, halving_plan(len(configs), self.factor, int(self.config.trainer.epochs), self.min_resources))]
+
+    def sweep(self, arguments: List[str]) -> Any:
+        """Run every bracket's rungs in turn; write ``halving.json``; return each rung's job returns."""
+        from sweep.config import SweepConfigError, refuse
+        from sweep.halving import Search
 
         assert self.config is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides(self._parse_config() + list(arguments))
         _refuse(self.config, overrides)
-        overrides = [o for o in overrides if o.get_key_element() != EPOCHS]
-        jobs = sample(overrides, self.n_candidates, self.seed) if self.n_candidates else self.split_arguments(overrides, None)[0]
-        configs: Dict[tuple, List[List[str]]] = {}
-        for job in dict.fromkeys(map(tuple, jobs)):  # a config drawn twice is trained once
-            configs.setdefault(tuple(config_of(list(job))), []).append(list(job))
-        return configs
-
-    def sweep(self, arguments: List[str]) -> Any:
-        """Launch every rung in turn; write ``halving.json``; return each rung's job returns."""
-        from sweep.config import SweepConfigError, refuse
-        from sweep.halving import Rung, Search, fold_mean, schedule, survivors, write_rungs
-        from sweep.results import greater_is_better
-
-        assert self.config is not None and self.launcher is not None
-        configs = self.configs(arguments)
+        try:
+            brackets = self.brackets([o for o in overrides if o.get_key_element() != EPOCHS])
+        except SweepConfigError as error:
+            refuse(str(error))
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        metric = str(self.config.task.metric)
-        try:
-            budgets = schedule(len(configs), self.factor, int(self.config.trainer.epochs), self.min_resources)
-        except SweepConfigError as error:
-            refuse(str(error))
-        log.info(f"Halving {len(configs)} configs (factor {self.factor:g}) over rungs of {budgets} epochs, by fold-mean {metric}")
-        alive, previous, returns, next_idx = list(configs), {}, [], 0
-        search = Search(metric, self.factor, [])
-        for k, budget in enumerate(budgets):
-            batch = [[*job, f"trainer.epochs={budget}", *_warm(previous.get(tuple(job)))] for config in alive for job in configs[config]]
+        search = Search(str(self.config.task.metric), self.factor, [])
+        return [results for b, bracket in enumerate(brackets) for results in self.halve(b, *bracket, search, sweep_dir)]
+
+    def halve(self, bracket: int, configs: Dict[tuple, List[List[str]]], plan: List[Tuple[int, int]], search: Any, sweep_dir: Path) -> List[Any]:
+        """One bracket's rungs: launch the alive configs' jobs, score them on fold means, keep the next rung's count."""
+        from sweep.halving import Rung, fold_mean, survivors, write_rungs
+        from sweep.results import greater_is_better
+
+        assert self.launcher is not None
+        log.info(f"Halving {len(configs)} configs over rungs of {[epochs for _, epochs in plan]} epochs, by fold-mean {search.metric}")
+        alive, previous, returns = list(configs), {}, []
+        for k, (_, budget) in enumerate(plan):
+            jobs = [job for config in alive for job in configs[config]]
+            batch = [[*job, f"{EPOCHS}={budget}", *_warm(previous.get(tuple(job)))] for job in jobs]
             self.validate_batch_is_legal(batch)
-            results = self.launcher.launch(batch, initial_job_idx=next_idx)
-            next_idx += len(batch)
+            results = self.launcher.launch(batch, initial_job_idx=self.next_idx)
+            self.next_idx += len(batch)
             returns.append(results)
-            by_job = {tuple(job): result for job, result in zip((job for config in alive for job in configs[config]), results)}
+            by_job = dict(zip(map(tuple, jobs), results))
             previous = {job: str(result.hydra_cfg.hydra.runtime.output_dir) for job, result in by_job.items()}
             scores = [fold_mean([_value(by_job[tuple(job)]) for job in configs[config]]) for config in alive]
-            last = k == len(budgets) - 1
-            kept = [] if last else survivors(scores, self.factor, greater_is_better(metric))
-            search.rungs.append(Rung(k, budget, [list(config) for config in alive], scores, kept))
+            kept = survivors(scores, plan[k + 1][0], greater_is_better(search.metric)) if k + 1 < len(plan) else []
+            search.rungs.append(Rung(k, budget, [list(config) for config in alive], scores, kept, bracket))
             write_rungs(sweep_dir, search)
             alive = [config for config, keep in zip(alive, kept) if keep]
-            if not last:
+            if kept:
                 log.info(f"Rung {k} ({budget} epochs): {len(alive)} of {len(kept)} configs go on")
         return returns
+
+
+class HyperbandSweeper(HalvingSweeper):
+    """Hyperband: brackets of successive halving from many configs at few epochs to few at all of them, each bracket's configs drawn anew."""
+
+    def __init__(self, factor: float = 3.0, seed: int = 0, params: Optional[Dict[str, str]] = None) -> None:
+        super().__init__(factor=factor, seed=seed, params=params)
+
+    def brackets(self, overrides: List[Any]) -> List[Bracket]:
+        """:func:`sweep.halving.hyperband`'s brackets, bracket ``b`` drawing its configs with ``seed + b``."""
+        from sweep.halving import hyperband, sample
+
+        assert self.config is not None
+        plans = hyperband(self.factor, int(self.config.trainer.epochs))
+        return [(_configs(sample(overrides, plan[0][0], self.seed + b)), plan) for b, plan in enumerate(plans)]
+
+
+def _configs(jobs: List[List[str]]) -> Dict[tuple, List[List[str]]]:
+    """Jobs grouped by config (:func:`sweep.halving.config_of`: their overrides but folds); a config drawn twice is trained once."""
+    from sweep.halving import config_of
+
+    configs: Dict[tuple, List[List[str]]] = {}
+    for job in dict.fromkeys(map(tuple, jobs)):
+        configs.setdefault(tuple(config_of(list(job))), []).append(list(job))
+    return configs
 
 
 def _refuse(config: Any, overrides: List[Any]) -> None:
@@ -120,10 +164,14 @@ def _refuse(config: Any, overrides: List[Any]) -> None:
     if config.hydra.sweeper.get("n_candidates") is not None and config.hydra.sweeper.n_candidates < 1:
         refuse(f"hydra.sweeper.n_candidates={config.hydra.sweeper.n_candidates}: must be at least 1 (or null: the grid)")
     if config.task.name != "classify":
-        refuse(f"hparams_search=halving: task={config.task.name} has no epochs to halve over (task=classify has)")
+        refuse(f"hparams_search={_search_name(config)}: task={config.task.name} has no epochs to halve over (task=classify has)")
     swept = next((o.get_key_element() for o in overrides if o.is_sweep_override() and o.get_key_element() in (EPOCHS, "trainer.warm_start")), None)
     if swept is not None:
         refuse(f"{swept}: halving sets it at each rung; give trainer.epochs one value, the last rung's")
+
+
+def _search_name(config: Any) -> str:
+    return "hyperband" if config.hydra.sweeper._target_.endswith("HyperbandSweeper") else "halving"
 
 
 def _warm(job_dir: Optional[str]) -> List[str]:

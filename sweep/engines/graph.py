@@ -17,6 +17,10 @@ validation set (penalty included); a member stops after the first epoch whose lo
 NaN/inf (``TerminateOnNaN``) or, with ``trainer.early_stopping_patience``, as Keras 3's
 ``EarlyStopping(restore_best_weights=True)`` would, and keeps its best epoch's weights.
 The random numbers are different draws from the same distributions as Keras' own.
+A member with a :attr:`~sweep.engines.member.Member.start` goes on from its saved weights,
+slots and step count at the epoch after its history's last: the batch order and dropout
+draws are keyed on the epoch's and the step's numbers, so it ends with the bits of a fit of
+all the epochs at once.
 
 Bits: a member's numbers do not depend on the population it trains in. Every op works on
 each member's slice alone (batched matmuls, per-member sums and draws), and every slice
