@@ -67,6 +67,8 @@ Bracket = Tuple[Dict[tuple, List[List[str]]], List[Tuple[int, int]]]
 class HalvingSweeper(GridSweeper):
     """The grid sweeper's jobs (or ``n_candidates`` drawn ones), launched as successive-halving rungs."""
 
+    NAME = "halving"  # its hparams_search preset, in messages
+
     def __init__(
         self, factor: float = 3.0, min_resources: Optional[int] = None, n_candidates: Optional[int] = None, seed: int = 0, params: Optional[Dict[str, str]] = None
     ) -> None:
@@ -94,7 +96,7 @@ class HalvingSweeper(GridSweeper):
         assert self.config is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         overrides = parser.parse_overrides(self._parse_config() + list(arguments))
-        _refuse(self.config, overrides)
+        _refuse(self.config, overrides, self.NAME)
         try:
             brackets = self.brackets([o for o in overrides if o.get_key_element() != EPOCHS])
         except SweepConfigError as error:
@@ -135,6 +137,8 @@ class HalvingSweeper(GridSweeper):
 class HyperbandSweeper(HalvingSweeper):
     """Hyperband: brackets of successive halving from many configs at few epochs to few at all of them, each bracket's configs drawn anew."""
 
+    NAME = "hyperband"
+
     def __init__(self, factor: float = 3.0, seed: int = 0, params: Optional[Dict[str, str]] = None) -> None:
         super().__init__(factor=factor, seed=seed, params=params)
 
@@ -157,21 +161,17 @@ def _configs(jobs: List[List[str]]) -> Dict[tuple, List[List[str]]]:
     return configs
 
 
-def _refuse(config: Any, overrides: List[Any]) -> None:
+def _refuse(config: Any, overrides: List[Any], name: str) -> None:
     """One line, before anything trains, for a search halving cannot run: no epochs to halve, or the epochs swept."""
     from sweep.config import refuse
 
     if config.hydra.sweeper.get("n_candidates") is not None and config.hydra.sweeper.n_candidates < 1:
         refuse(f"hydra.sweeper.n_candidates={config.hydra.sweeper.n_candidates}: must be at least 1 (or null: the grid)")
     if config.task.name != "classify":
-        refuse(f"hparams_search={_search_name(config)}: task={config.task.name} has no epochs to halve over (task=classify has)")
+        refuse(f"hparams_search={name}: task={config.task.name} has no epochs to halve over (task=classify has)")
     swept = next((o.get_key_element() for o in overrides if o.is_sweep_override() and o.get_key_element() in (EPOCHS, "trainer.warm_start")), None)
     if swept is not None:
         refuse(f"{swept}: halving sets it at each rung; give trainer.epochs one value, the last rung's")
-
-
-def _search_name(config: Any) -> str:
-    return "hyperband" if config.hydra.sweeper._target_.endswith("HyperbandSweeper") else "halving"
 
 
 def _warm(job_dir: Optional[str]) -> List[str]:

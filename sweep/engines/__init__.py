@@ -54,7 +54,11 @@ def group_key(cfg: DictConfig) -> str | None:
 
 def resumable(cfg: DictConfig) -> bool:
     """Whether a member of ``cfg`` goes on from its :attr:`Member.start`: the graph trains it, without early stopping (whose bookkeeping a start does not hold)."""
-    return group_key(cfg) is not None and cfg.trainer.get("early_stopping_patience") is None
+    return group_key(cfg) is not None and not _stops_early(cfg)
+
+
+def _stops_early(cfg: DictConfig) -> bool:
+    return cfg.trainer.get("early_stopping_patience") is not None
 
 
 def fit_members(members: Sequence[Member], max_population: int = 64) -> list[Fitted | None]:
@@ -77,7 +81,7 @@ def fit_members(members: Sequence[Member], max_population: int = 64) -> list[Fit
         if id(member.cfg) not in keys:
             keys[id(member.cfg)] = group_key(member.cfg)
         key = keys[id(member.cfg)]
-        if member.start is not None and not resumable(member.cfg):
+        if member.start is not None and (key is None or _stops_early(member.cfg)):  # not resumable(), its key known
             members[i] = member = replace(member, start=None)
         if key is None:
             fits[i] = None if id(member.cfg) in diverged else _fit_alone(member)
