@@ -13,8 +13,9 @@ child writes the next member's model.
 
 Forking is safe only before TensorFlow starts its thread pools, so :meth:`TrainerProcess.start`
 returns ``None`` (train in this process) when TensorFlow is already imported here, or
-off Linux (macOS and Windows have no safe ``fork``). The child ends with its last
-population; if it dies, the jobs it had not returned train on their own in this process.
+off Linux (macOS and Windows have no safe ``fork``). The launcher keeps the child from one
+launch to the next (a sweeper's rungs or batches pay one import) and ends it when the sweeper
+is done; if it dies, the jobs it had not returned train on their own in this process.
 """
 
 from __future__ import annotations
@@ -111,6 +112,11 @@ class TrainerProcess:
         while (population, config) not in self._fits and population in self._open:
             self._receive()
         return self._fits.pop((population, config), None)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the child can still take a population."""
+        return not self.conn.closed and self.process.is_alive()
 
     @property
     def busy(self) -> bool:

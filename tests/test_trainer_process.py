@@ -101,3 +101,21 @@ def test_an_interrupted_sweep_ends_its_trainer_process_and_leaves_no_staged_file
     assert not Path(f"/proc/{trainer}").exists() or "Z" in Path(f"/proc/{trainer}/stat").read_text().split()[2]
     assert not list((tmp_path / "sw").glob(".trainer-*"))
     assert records_under(tmp_path / "sw") == []
+
+
+def test_every_rung_of_a_halving_search_trains_in_one_trainer_process(tmp_path: Path) -> None:
+    """The launcher keeps its child from launch to launch: a search of many rungs imports TensorFlow once, not once a rung."""
+    from test_halving import GRID  # 8 configs x 3 folds: rungs of 3 and 9 epochs, two launches
+
+    proc, trainer = _start("hparams_search=halving", *GRID, "hydra.sweep.dir=sw", cwd=tmp_path)
+    seen = {trainer}
+    while proc.poll() is None:
+        seen |= set(_children(proc.pid))
+        time.sleep(0.05)
+    _, stderr = proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert seen == {trainer}, "one trainer process served both rungs"
+    records = records_under(tmp_path / "sw")
+    assert sorted(r["trainer.epochs"] for r in records) == [3] * 24 + [9] * 9
+    assert all(r["status"] == "completed" and r["population_size"] > 1 for r in records)
+    assert not list((tmp_path / "sw").glob(".trainer-*")), "the sweeper ended it and its staging dir"

@@ -11,7 +11,7 @@ No ``from __future__ import annotations``: Hydra's plugin scan runs the module o
 """
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
@@ -39,6 +39,13 @@ class GridSweeper(BasicSweeper):
 
         super().setup(hydra_context=composing_once(hydra_context), task_function=task_function, config=config)
 
+    def sweep(self, arguments: List[str]) -> Any:
+        """Hydra's batches, one launch each; then the launcher's trainer process, kept from batch to batch, is ended."""
+        try:
+            return super().sweep(arguments)
+        finally:
+            end(self.launcher)
+
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         """Raise the composition error of the first job of ``batch`` that cannot be composed, before any job runs.
 
@@ -52,3 +59,10 @@ class GridSweeper(BasicSweeper):
         assert isinstance(loader, ComposeOnce)
         for overrides in batch:
             loader.check(self.config, list(overrides))
+
+
+def end(launcher: Any) -> None:
+    """Let a launcher that keeps work between launches (sweep's vectorized one: its trainer process) end it."""
+    close = getattr(launcher, "close", None)
+    if callable(close):
+        close()

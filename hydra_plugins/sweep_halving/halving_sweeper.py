@@ -22,7 +22,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from hydra_plugins.sweep_grid.grid_sweeper import GridSweeper
+from hydra_plugins.sweep_grid.grid_sweeper import GridSweeper, end
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,10 @@ class HalvingSweeper(GridSweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         search = Search(str(self.config.task.metric), self.factor, [])
-        return [results for b, bracket in enumerate(brackets) for results in self.halve(b, *bracket, search, sweep_dir)]
+        try:
+            return [results for b, bracket in enumerate(brackets) for results in self.halve(b, *bracket, search, sweep_dir)]
+        finally:
+            end(self.launcher)  # its trainer process served every rung
 
     def halve(self, bracket: int, configs: Dict[tuple, List[List[str]]], plan: List[Tuple[int, int]], search: Any, sweep_dir: Path) -> List[Any]:
         """One bracket's rungs: launch the alive configs' jobs, score them on fold means, keep the next rung's count."""

@@ -31,6 +31,7 @@ import functools
 import inspect
 import logging
 import os
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,8 @@ class VectorizedLauncher(Launcher):
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
         self.trains_together = False
+        self.trainer: Any = None  # the TrainerProcess, kept from launch to launch (a sweeper's rungs or batches)
+        self._ending: weakref.finalize | None = None  # closes it, at the latest when this launcher is collected
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -106,11 +109,8 @@ class VectorizedLauncher(Launcher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         log.info(f"Launching {len(job_overrides)} jobs locally, populations of up to {self.max_population}")
-        trainer = None
-        if self.trainer_process and len(job_overrides) > 1 and self.trains_together:
-            from sweep.trainer_process import TrainerProcess
-
-            trainer = TrainerProcess.start(sweep_dir / f".trainer-{os.getpid()}")
+        # started first, so that the child's import of TensorFlow overlaps composing the jobs
+        trainer = self._trainer(sweep_dir) if len(job_overrides) > 1 and self.trains_together else None
         try:
             jobs = []
             for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
@@ -119,21 +119,40 @@ class VectorizedLauncher(Launcher):
                     sweep_config.hydra.job.id = idx
                     sweep_config.hydra.job.num = idx
                 jobs.append((idx, overrides, sweep_config))
-            chunks = plan(candidates([config for _, _, config in jobs]), self.max_population) if self.trains_together else {}
+            found = candidates([config for _, _, config in jobs]) if self.trains_together else []
+            chunks = plan(found, self.max_population)
             results = Results(chunks, self.config.hydra.launcher, self.max_population, trainer)
+            reused = {candidate.index for candidate in found if candidate.reusable}
             runs = []
             for position, job in enumerate(jobs):
-                if trainer is not None and not trainer.busy:  # every result taken (and the last job's artifacts moved)
-                    trainer.close()  # its memory back before any job that trains here
-                    trainer = None
+                if self.trainer is not None and not self.trainer.busy and position not in chunks and position not in reused:
+                    self.close()  # its memory back before a job that trains here
                 trained = results.take(position) if position in chunks else None
                 if trained is not None:
                     configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
                 runs.append(self._run(job, trained))
-        finally:
-            if trainer is not None:
-                trainer.close()
+        except BaseException:
+            self.close()
+            raise
         return runs
+
+    def _trainer(self, sweep_dir: Path) -> Any:
+        """The trainer process of this launch: the last launch's while it lives, else a new one (``None``: train here)."""
+        if self.trainer is not None and not self.trainer.alive:
+            self.close()
+        if self.trainer is None and self.trainer_process:
+            from sweep.trainer_process import TrainerProcess
+
+            self.trainer = TrainerProcess.start(sweep_dir / f".trainer-{os.getpid()}")
+            if self.trainer is not None:
+                self._ending = weakref.finalize(self, self.trainer.close)
+        return self.trainer
+
+    def close(self) -> None:
+        """End the trainer process, if one is running: sweepers call it once their last launch has returned."""
+        if self._ending is not None:
+            self._ending()
+        self.trainer = self._ending = None
 
     def _run(self, job: tuple[int, Sequence[str], DictConfig], trained: Any = None) -> JobReturn:
         """Run one composed job ``(number, overrides, config)`` through Hydra's ``run_job``, as the basic launcher does.
