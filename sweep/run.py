@@ -36,7 +36,7 @@ from sweep.records import HISTORY, artifact_sizes, atomic_write, history_csv, ve
 from sweep.resume import completed, prepare, set_aside, whole_run
 from sweep.splits import Fold, make_folds
 from sweep.sweep_dir import Job, SweepRun, current_run, records_lock
-from sweep.warm_start import checkpoints
+from sweep.warm_start import started
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ def train(cfgs: list[DictConfig], checked: list[tuple[Dataset, list[Fold]]], max
     alone are not even trained: :func:`sweep.engines.fit_members`).
     """
     members = [
-        Member(cfg, data.x, data.y, fold.train, fold.val, fold.index, start)
+        member
         for cfg, (data, folds) in zip(cfgs, checked)
-        for fold, start in zip(folds, checkpoints(cfg, folds))
+        for member in started(cfg, [Member(cfg, data.x, data.y, fold.train, fold.val, fold.index) for fold in folds])
     ]
     fitted = iter(fit_members(members, max_population))
     out = []

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import csv
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
 from sweep.config import UNFINGERPRINTED, flatten
-from sweep.engines import Checkpoint, resumable
+from sweep.engines import Checkpoint, Member, resumable
 from sweep.records import HISTORY, RECORD, read_record
 from sweep.resume import recorded_as
-from sweep.splits import Fold
 
 log = logging.getLogger(__name__)
 
@@ -32,19 +32,19 @@ log = logging.getLogger(__name__)
 CONTINUED = frozenset({"trainer.epochs", "trainer.warm_start", "trainer.save_model"})
 
 
-def checkpoints(cfg: DictConfig, folds: list[Fold]) -> list[Checkpoint | None]:
-    """Each fold's start from ``cfg.trainer.warm_start`` (``None`` for every fold: from scratch, logged when the dir was named)."""
+def started(cfg: DictConfig, members: list[Member]) -> list[Member]:
+    """``cfg``'s members (one per fold), each with its start from ``cfg.trainer.warm_start`` (unchanged: from scratch, logged when the dir was named)."""
     where = cfg.trainer.get("warm_start")
     if where is None or not resumable(cfg):
-        return [None] * len(folds)
+        return members
     why = _why_not(cfg, Path(str(where)))
     if why is None:
         try:
-            return _read(cfg, Path(str(where)), folds)
+            return _read(cfg, Path(str(where)), members)
         except (OSError, ValueError, KeyError) as error:
             why = f"its saved state is unreadable ({error})"
     log.info("trainer.warm_start=%s: %s; training from the first epoch", where, why)
-    return [None] * len(folds)
+    return members
 
 
 def _why_not(cfg: DictConfig, where: Path) -> str | None:
@@ -67,21 +67,22 @@ def _why_not(cfg: DictConfig, where: Path) -> str | None:
     return None
 
 
-def _read(cfg: DictConfig, where: Path, folds: list[Fold]) -> list[Checkpoint | None]:
-    """Each fold's saved state and history in ``where`` (``model.keras``, or ``model_fold<i>.keras`` for several folds)."""
+def _read(cfg: DictConfig, where: Path, members: list[Member]) -> list[Member]:
+    """Each member with its fold's saved state and history in ``where`` (``model.keras``, or ``model_fold<i>.keras`` for several folds)."""
     from sweep.engines.saved import load_state
 
-    several = len(folds) > 1
+    several = len(members) > 1
     with open(where / HISTORY, newline="") as file:
         rows = list(csv.DictReader(file))
-    starts = []
-    for fold in folds:
-        model = where / (f"model_fold{fold.index}.keras" if several else "model.keras")
+    out = []
+    for member in members:
+        model = where / (f"model_fold{member.fold}.keras" if several else "model.keras")
         if not model.is_file():
             raise OSError(f"no {model.name}")
-        history = [_epoch(row) for row in rows if not several or int(row["fold"]) == fold.index]
-        starts.append(Checkpoint(load_state(cfg, str(model)), history))
-    return starts
+        history = [_epoch(row) for row in rows if not several or int(row["fold"]) == member.fold]
+        state = load_state(cfg, str(model), member.x.shape[1:], member.n_classes)
+        out.append(replace(member, start=Checkpoint(state, history)))
+    return out
 
 
 def _epoch(row: dict[str, str]) -> dict[str, Any]:

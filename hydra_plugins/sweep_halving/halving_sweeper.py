@@ -121,7 +121,8 @@ class HalvingSweeper(GridSweeper):
         for k, (_, budget) in enumerate(plan):
             jobs = [job for config in alive for job in configs[config]]
             batch = [[*job, f"{EPOCHS}={budget}", *_warm(previous.get(tuple(job)))] for job in jobs]
-            self.validate_batch_is_legal(batch)
+            if k == 0:  # later rungs are these jobs with other epochs and a warm start
+                self.validate_batch_is_legal(batch)
             results = self.launcher.launch(batch, initial_job_idx=self.next_idx)
             self.next_idx += len(batch)
             returns.append(results)

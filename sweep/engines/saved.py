@@ -21,9 +21,8 @@ def keras_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, s
     """
     from sweep.models import _penalty
 
-    reg = cfg.regularizer
-    l1, l2, dropout = reg.get("l1", 0.0), reg.get("l2", 0.0), reg.get("dropout", 0.0)
-    model = _template(cfg, tuple(input_shape), n_classes, (bool(l1), bool(l2), bool(dropout)))
+    l1, l2, dropout = _strengths(cfg)
+    model = _template(cfg, tuple(input_shape), n_classes)
     for layer in model.layers:
         if getattr(layer, "kernel_regularizer", None) is not None:
             layer.kernel_regularizer = _penalty(l1, l2)
@@ -39,20 +38,32 @@ def keras_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, s
     return model
 
 
-def load_state(cfg: DictConfig, path: str) -> TrainedState:
-    """The state held by the model ``cfg`` saved at ``path`` (``model.keras``): the inverse of :func:`keras_model`."""
-    from sweep.backend import keras
+def load_state(cfg: DictConfig, path: str, input_shape: tuple[int, ...], n_classes: int) -> TrainedState:
+    """The state held by the model ``cfg`` saved at ``path`` (``model.keras``): the inverse of :func:`keras_model`.
 
-    model = keras().models.load_model(path)
+    Read into the kept model of its structure (``load_weights`` takes a ``.keras`` archive's
+    weights and optimizer variables), not rebuilt from the archive's config as ``load_model``
+    would: far cheaper, for the many members a halving rung continues.
+    """
+    from sweep.backend import load_weights
+
+    model = _template(cfg, tuple(input_shape), n_classes)
+    load_weights(model, path)
     optimizer = model.optimizer
     slots = [[getattr(optimizer, name)[optimizer._get_variable_index(v)].numpy() for v in model.trainable_variables] for name in Rule.of(cfg).slots]
     return TrainedState(model.get_weights(), slots, int(optimizer.iterations.numpy()))
 
 
+def _strengths(cfg: DictConfig) -> tuple[float, float, float]:
+    """``cfg``'s L1 and L2 penalties and dropout rate (0: none)."""
+    reg = cfg.regularizer
+    return reg.get("l1", 0.0), reg.get("l2", 0.0), reg.get("dropout", 0.0)
+
+
 _TEMPLATES: dict[tuple, Any] = {}
 
 
-def _template(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, flags: tuple[bool, bool, bool]):
+def _template(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int):
     """The kept Keras model for this structure, built (with its optimizer) from ``cfg`` the first time.
 
     Built under fresh Keras name counters (``reset``), so its layers have a fresh build's names
@@ -60,6 +71,7 @@ def _template(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, fla
     """
     from sweep.backend import reset
 
+    flags = tuple(bool(strength) for strength in _strengths(cfg))  # which penalties, whether dropout
     opt = {k: v for k, v in OmegaConf.to_container(cfg.optimizer, resolve=True).items() if k != "lr"}
     key = (repr(OmegaConf.to_container(cfg.model, resolve=True)), repr(sorted(opt.items())), input_shape, n_classes, flags)
     if key not in _TEMPLATES:
