@@ -11,7 +11,10 @@ population of one; the CSV's ``*_sweep_*`` columns and the per-job overheads are
 ``sweep-vectorized`` (``sweep -m ... hydra/launcher=vectorized``, sweep's default launcher, end
 to end). W2's records of the two launchers are compared bit for bit (``W2_records_bitwise_equal``).
 
-    python -m benchmarks [--quick] [--rounds N] [--csv FILE] [--no-memory]
+Then W5 (:mod:`benchmarks.w5`, once): successive halving against the full grid, keras-tuner's
+Hyperband and Optuna's TPE with its HyperbandPruner, 60 configs x 5 folds up to 27 epochs.
+
+    python -m benchmarks [--quick] [--rounds N] [--csv FILE] [--no-memory] [--no-w5]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from benchmarks import w5
 from benchmarks.contenders import ROOT, Result, run
 from benchmarks.workloads import QUICK, WORKLOADS
 
@@ -54,6 +58,9 @@ COLUMNS = [
     "peak_rss_loop_mb", "peak_rss_tuner_mb", "peak_rss_sweep_mb", "peak_rss_vectorized_mb",
     "rss_10_jobs_mb", "rss_50_jobs_mb", "rss_growth_mb",
     "acc_agree",
+    *(f"W5_{name}_{what}" for name in ("grid", "halving", "tuner", "optuna") for what in ("s", "acc", "own_acc", "epochs", "config")),
+    "W5_halving_over_grid", "W5_halving_over_tuner", "W5_halving_over_optuna", "W5_halving_gap_points",
+    "W5_winner_equals_grid_record", "W5_halving_jobs", "W5_tuner_trials", "W5_optuna_trials",
 ]
 
 
@@ -286,11 +293,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 2, quick 1)")
     parser.add_argument("--csv", type=Path, default=CSV, help="where to append the row (default benchmarks/results.csv)")
     parser.add_argument("--no-memory", action="store_true", help="skip the RSS-growth sweeps of benchmarks/memory.py")
+    parser.add_argument("--no-w5", action="store_true", help="skip W5, the multi-fidelity search of benchmarks/w5.py (about 10 minutes)")
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 2)
     started = time.perf_counter()
     row = bench(args.quick, rounds, memory=not (args.no_memory or args.quick))
+    if not args.no_w5:
+        row |= w5.bench(args.quick)
     print(report(row))
+    if not args.no_w5:
+        print(w5.report(row))
     append_csv(row, args.csv)
     print(f"appended to {args.csv} ({time.perf_counter() - started:.0f} s in all)")
     return row

@@ -32,6 +32,11 @@ def test_quick_benchmark_appends_a_row(tmp_path: Path) -> None:
         assert float(row[key]) > 0, key
     for key in ("W1_loop_acc", "W1_tuner_acc", "W1_sweep_acc", "W2_loop_acc", "W2_sweep_acc"):
         assert 0.7 < float(row[key]) <= 1.0, (key, row[key])
+    # W5: halving against the grid, keras-tuner's Hyperband and Optuna, each choice scored by the grid's record of it
+    for name in ("grid", "halving", "tuner", "optuna"):
+        assert float(row[f"W5_{name}_s"]) > 0 and 0.7 < float(row[f"W5_{name}_acc"]) <= 1.0, name
+    assert int(row["W5_halving_epochs"]) < int(row["W5_grid_epochs"]), "halving trains fewer epochs than the grid"
+    assert row["W5_winner_equals_grid_record"] == "True", "the winner's last record is the grid's run of its config"
 
 
 @pytest.mark.slow
