@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 2, quick 1)")
     parser.add_argument("--csv", type=Path, default=CSV, help="where to append the row (default benchmarks/results.csv)")
     parser.add_argument("--no-memory", action="store_true", help="skip the RSS-growth sweeps of benchmarks/memory.py")
-    parser.add_argument("--no-w5", action="store_true", help="skip W5, the multi-fidelity search of benchmarks/w5.py (about 10 minutes)")
+    parser.add_argument("--no-w5", action="store_true", help="skip W5, the multi-fidelity search of benchmarks/w5.py (about 17 minutes on 2 cores)")
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 2)
     started = time.perf_counter()

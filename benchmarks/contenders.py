@@ -229,10 +229,14 @@ def _child(label: str, workload: Workload, quick: bool, tmp: Path) -> Result:
 COMPARED = ("val_loss", "val_accuracy", "train_loss", "train_accuracy")
 
 
+def config_key(record: dict[str, Any]) -> str:
+    """A sweep record's config as :func:`key` has it."""
+    return key(record["optimizer.lr"], record["regularizer.l2"], record["regularizer.dropout"])
+
+
 def run_key(record: dict[str, Any]) -> str:
     """One run of a sweep (config and fold) as a key shared by every sweep contender."""
-    fold = record.get("validation.fold")
-    return key(record["optimizer.lr"], record["regularizer.l2"], record["regularizer.dropout"]) + f",fold={fold}"
+    return config_key(record) + f",fold={record.get('validation.fold')}"
 
 
 def sweep_records(sweep_dir: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -252,7 +256,7 @@ def _sweep(workload: Workload, tmp: Path, overrides: list[str], label: str) -> R
         raise RuntimeError(f"{label}: {len(records)} records of {workload.fits}, {len(failed)} not completed")
     by_config: dict[str, list[float]] = defaultdict(list)
     for _, r in records:
-        by_config[key(r["optimizer.lr"], r["regularizer.l2"], r["regularizer.dropout"])].append(r["val_accuracy"])
+        by_config[config_key(r)].append(r["val_accuracy"])
     times = [t for t, _ in records]
     fits = [r["fit_time_s"] for _, r in records]
     span = (times[-1] - times[0]) / 1e9

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.contenders import ROOT, SWEEP, _quiet_tf, key, measured, sweep_records, tutorial_model
+from benchmarks.contenders import ROOT, SWEEP, _quiet_tf, config_key, key, measured, sweep_records, tutorial_model
 from benchmarks.workloads import Workload, folds
 
 W5 = Workload("W5", lrs=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2), l2s=(0.0, 1e-4, 1e-3, 1e-2), dropouts=(0.0, 0.25, 0.5), folds=5, epochs=27)
@@ -60,13 +60,18 @@ def _overrides(workload: Workload) -> list[str]:
 # ------------------------------------------------------------------- child processes
 
 
+def _holdout(workload: Workload) -> tuple:
+    """``x``, ``y`` and the one (train rows, validation rows) split keras-tuner and Optuna search on: W1's holdout."""
+    return folds(Workload("holdout", workload.lrs, workload.l2s, workload.dropouts, None))
+
+
 def tuner(workload: Workload) -> dict[str, Any]:
     """keras-tuner's ``Hyperband`` on the holdout split: its best config, score, trials and model-epochs trained."""
     _quiet_tf()
     import keras
     import keras_tuner
 
-    x, y, [(train, val)] = folds(Workload("holdout", workload.lrs, workload.l2s, workload.dropouts, None))
+    x, y, [(train, val)] = _holdout(workload)
 
     def build(hp):
         values = hp.Choice("lr", list(workload.lrs)), hp.Choice("l2", list(workload.l2s)), hp.Choice("dropout", list(workload.dropouts))
@@ -91,7 +96,7 @@ def optuna_tpe(workload: Workload) -> dict[str, Any]:
     import keras
     import optuna
 
-    x, y, [(train, val)] = folds(Workload("holdout", workload.lrs, workload.l2s, workload.dropouts, None))
+    x, y, [(train, val)] = _holdout(workload)
     epochs_trained = []
 
     class Prune(keras.callbacks.Callback):
@@ -151,7 +156,7 @@ def _sweep(name: str, workload: Workload, tmp: Path, extra: list[str]) -> tuple[
         raise RuntimeError(f"{name}: {len(failed)} of {len(records)} records not completed")
     last = [r for r in records if r["trainer.epochs"] == workload.epochs]
     best = max(last, key=lambda r: r["val_accuracy"])
-    chosen = key(best["optimizer.lr"], best["regularizer.l2"], best["regularizer.dropout"])
+    chosen = config_key(best)
     epochs = workload.folds * sum(r["trainer.epochs"] - r.get("resumed_epochs", 0) for r in records)  # model-epochs
     return Outcome(wall, chosen, best["val_accuracy"], {"jobs": len(records), "epochs": epochs, "peak_rss_mb": rss}), records
 
@@ -163,7 +168,7 @@ def bench(quick: bool = False) -> dict[str, Any]:
         grid, records = _sweep("grid", workload, Path(tmp), [])
         halving, rungs = _sweep("halving", workload, Path(tmp), ["hparams_search=halving"])
         tuner_, optuna_ = _child("tuner", quick, Path(tmp)), _child("optuna", quick, Path(tmp))
-    truth = {key(r["optimizer.lr"], r["regularizer.l2"], r["regularizer.dropout"]): r for r in records}
+    truth = {config_key(r): r for r in records}
     row: dict[str, Any] = {}
     for name, outcome in (("grid", grid), ("halving", halving), ("tuner", tuner_), ("optuna", optuna_)):
         row |= {f"W5_{name}_s": outcome.wall_s, f"W5_{name}_acc": truth[outcome.chosen]["val_accuracy"], f"W5_{name}_epochs": outcome.extra["epochs"]}
@@ -172,7 +177,7 @@ def bench(quick: bool = False) -> dict[str, Any]:
     for name in ("grid", "tuner", "optuna"):
         row[f"W5_halving_over_{name}"] = halving.wall_s / row[f"W5_{name}_s"]
     row["W5_halving_gap_points"] = 100 * (row["W5_grid_acc"] - row["W5_halving_acc"])
-    winner = next(r for r in rungs if r["trainer.epochs"] == workload.epochs and key(r["optimizer.lr"], r["regularizer.l2"], r["regularizer.dropout"]) == halving.chosen)
+    winner = next(r for r in rungs if r["trainer.epochs"] == workload.epochs and config_key(r) == halving.chosen)
     row["W5_winner_equals_grid_record"] = all(repr(winner[m]) == repr(truth[halving.chosen][m]) for m in ("val_accuracy", "val_loss", "train_loss"))
     row["W5_halving_jobs"], row["W5_tuner_trials"], row["W5_optuna_trials"] = halving.extra["jobs"], tuner_.extra["trials"], optuna_.extra["trials"]
     return row
