@@ -463,6 +463,25 @@ def test_a_graph_members_model_file_has_a_fresh_builds_layer_names_whatever_was_
         assert [layer["config"]["name"] for layer in written["config"]["layers"]] == [layer.name for layer in fresh.layers]
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop_momentum"])
+def test_every_folds_model_file_is_what_keras_saves_of_it_and_reads_back_as_its_state(optimizer: str, tmp_path: Path) -> None:
+    """A config's first fold is saved by Keras; its other folds' files (its arrays written into a copy) hold the same bytes Keras would write."""
+    saved._ARCHIVES.clear()  # noqa: SLF001
+    cfgs = [compose_config("trainer.epochs=1", "validation=kfold", "validation.n_splits=3", "validation.fold=null", *OPTIMIZERS[optimizer], f"seed={s}") for s in (0, 1)]
+    for c, (cfg, trained) in enumerate(zip(cfgs, train(cfgs, [check(cfg) for cfg in cfgs]), strict=True)):
+        for fold, fit in trained.fits:
+            ours, theirs = tmp_path / f"{c}-{fold}.keras", tmp_path / f"{c}-{fold}-keras.keras"
+            fit.artifacts["model.keras"](str(ours))
+            state = saved.load_state(cfg, str(ours), (8, 8), 10)
+            save_model(keras_model(cfg, (8, 8), 10, state), str(theirs))
+            ours_zip, theirs_zip = zipfile.ZipFile(ours), zipfile.ZipFile(theirs)
+            assert ours_zip.namelist() == theirs_zip.namelist()
+            assert all(ours_zip.read(name) == theirs_zip.read(name) for name in ("config.json", "model.weights.h5"))
+            assert state.iterations == math.ceil(len(check(cfg)[1][fold].train) / 32)
+    model = keras().saving.load_model(tmp_path / "1-2.keras")  # a copy with another fold's arrays
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), saved.load_state(cfgs[1], str(tmp_path / "1-2.keras"), (8, 8), 10).weights, strict=True))
+
+
 def test_saving_with_keras_skip_sets_kept_writes_the_same_model_file(tmp_path: Path) -> None:
     """``sweep.backend.save_model`` (Keras' cache of attribute skip-sets mended) writes what ``model.save`` writes."""
     cfg = compose_config("regularizer.dropout=0.5")

@@ -47,7 +47,7 @@ from omegaconf import DictConfig
 from sweep.engines.fitted import Fitted, summarize
 from sweep.engines.member import Member, TrainedState
 from sweep.engines.optimizers import LANES, OPTIMIZERS, Rule, coefficients, optimizer_inputs, update
-from sweep.engines.saved import keras_model
+from sweep.engines.saved import write_model
 
 MLP_TARGET = "sweep.models.mlp"
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "linear")
@@ -170,14 +170,12 @@ def fit_population(members: Sequence[Member]) -> list[Fitted]:
 
 def _fitted(member: Member, rows: np.ndarray, state: TrainedState, restored: int | None) -> Fitted:
     """The :class:`Fitted` of one member's history ``rows`` (one row of :data:`COLUMNS` per epoch run) and final ``state``."""
-    from sweep.backend import save_model
-
     cfg, input_shape, n_classes = member.cfg, member.x.shape[1:], member.n_classes
     earlier = list(member.start.history) if member.start is not None else []
     history = earlier + [{"epoch": i, **dict(zip(COLUMNS, map(float, row)))} for i, row in enumerate(rows, start=len(earlier) + 1)]
     artifacts = {}
     if cfg.trainer.save_model:
-        artifacts["model.keras"] = lambda path: save_model(keras_model(cfg, input_shape, n_classes, state), path)
+        artifacts["model.keras"] = lambda path: write_model(cfg, input_shape, n_classes, state, path)
     fitted = summarize(history, restored, artifacts, trained_by="graph")
     fitted.n_train_rows, fitted.n_val_rows, fitted.resumed_epochs = len(member.train), len(member.val), len(earlier)
     return fitted
