@@ -165,7 +165,8 @@ def test_optimizer_settings_are_inputs_of_one_graph_per_update_rule() -> None:
             first, second = (fit_members(_members(cfg))[0] for cfg in cfgs)
             assert not np.array_equal(_curve(first), _curve(second)), name
         else:
-            assert not np.array_equal(graph._inputs(_members(cfgs[0]))[7], graph._inputs(_members(cfgs[1]))[7])  # Feeds.opt
+            feeds = [graph._inputs(graph.Plan.of(members), members)[7] for members in map(_members, cfgs)]
+            assert not np.array_equal(*feeds)  # Feeds.opt
     sgd_rules = [(), ("optimizer.nesterov=true",), ("optimizer.momentum=0.0",), ("optimizer.momentum=0.0", "optimizer.nesterov=true")]
     rules = [Rule.of(compose_config("optimizer=sgd", *more)) for more in sgd_rules]
     assert rules == [Rule("sgd", True), Rule("sgd", True, True), Rule("sgd"), Rule("sgd")]
@@ -200,7 +201,7 @@ def test_steps_equal_keras_train_on_batch_and_leave_the_optimizers_state(optimiz
     model = build_model(cfg, x.shape[1:], member.n_classes)
     plan = graph.Plan.of([member])
     population = graph.Population(plan)
-    feeds = graph.Feeds.of([tf.constant(v) for v in graph._inputs([member])])
+    feeds = graph.Feeds.of([tf.constant(v) for v in graph._inputs(plan, [member])])
     params = [tf.constant(w.reshape(1, -1, w.shape[-1])) for w in model.get_weights()]  # a leading member axis; biases [1, 1, units]
     state = graph.State(params, [[tf.zeros_like(p) for p in params] for _ in plan.rule.slots], tf.zeros([1]))
     one, active, counters = tf.constant([32], tf.int32), tf.constant([True]), tf.zeros([1], tf.int64)
@@ -283,7 +284,7 @@ def test_a_member_out_of_rows_stands_still_while_the_others_step(rule: str) -> N
     overrides = (*KFOLD, "trainer.batch_size=383", "optimizer.lr=0.01", "regularizer.l2=0.001", *RULES[rule])
     members = _members(compose_config(*overrides))
     assert [len(m.train) for m in members] == [1149, 1149, 1150, 1150, 1150]
-    *_, iterations, _ = graph.compiled(graph.Plan.of(members))(*graph._inputs(members))
+    *_, iterations, _ = graph.compiled(graph.Plan.of(members))(*graph._inputs(graph.Plan.of(members), members))
     assert iterations.tolist() == [6, 6, 8, 8, 8]  # 2 epochs of 3 and of 4 steps
     fits = graph.fit_population(members)
     for fold, fit in enumerate(fits):

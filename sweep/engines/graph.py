@@ -61,6 +61,8 @@ VAL_CHUNK = 1024
 SHUFFLE_KEY = 1 << 20
 DROPOUT_KEY = 1 << 40
 DROPOUT_STRIDE = 16
+#: Members whose random draws run at once (a scheduling bound: the draws are the same whatever it is).
+PARALLEL_DRAWS = 64
 
 
 def unsupported(cfg: DictConfig) -> str | None:
@@ -118,16 +120,12 @@ class Plan:
     Without ``dropout`` (every member's rate 0) the masks are left out of the graph, which
     changes no number. The L1 and L2 terms are always in (a strength of 0 adds exact zeros):
     a few ops a step, against a trace for each combination of penalties in a sweep.
-    ``resumed``: the members go on from their :attr:`Member.start` (fed in) instead of
-    drawing their initial weights.
     """
 
     shape: Shape
     rule: Rule
-    size: int
     dropout: bool
     monitor: str | None  # early stopping's, when on
-    resumed: bool = False
 
     @classmethod
     def of(cls, members: Sequence[Member]) -> Plan:
@@ -136,7 +134,7 @@ class Plan:
         hp = np.array([hyperparameters(m.cfg) for m in members])
         monitor = cfg.trainer.early_stopping_monitor if cfg.trainer.get("early_stopping_patience") is not None else None
         shape = Shape.of(cfg, first.x.shape[1:], first.n_classes)
-        return cls(shape, Rule.of(cfg), len(members), bool(hp[:, 3].any()), monitor, first.start is not None)
+        return cls(shape, Rule.of(cfg), bool(hp[:, 3].any()), monitor)
 
 
 def hyperparameters(cfg: DictConfig) -> list[float]:
@@ -156,7 +154,7 @@ def fit_population(members: Sequence[Member]) -> list[Fitted]:
     keras()  # the TensorFlow import is not the fit's time
     start = time.perf_counter()
     plan = Plan.of(members)
-    history, ran, weights, slots, iterations, restored = compiled(plan)(*_inputs(members))
+    history, ran, weights, slots, iterations, restored = compiled(plan)(*_inputs(plan, members))
     per_member = (time.perf_counter() - start) / len(members)
     fits = []
     for i, member in enumerate(members):
@@ -181,8 +179,8 @@ def _fitted(member: Member, rows: np.ndarray, state: TrainedState, restored: int
     return fitted
 
 
-def _inputs(members: Sequence[Member]) -> list[np.ndarray]:
-    """The graph's :class:`Feeds` for ``members``."""
+def _inputs(plan: Plan, members: Sequence[Member]) -> list[np.ndarray]:
+    """The graph's :class:`Feeds` for ``members``, whose plan is ``plan``."""
     first, trainer = members[0], members[0].cfg.trainer
     train, n_train = _padded([m.train for m in members], 1)
     val, n_val = _padded([m.val for m in members], LANES)
@@ -200,7 +198,7 @@ def _inputs(members: Sequence[Member]) -> list[np.ndarray]:
         np.int32(trainer.batch_size),
         np.int32(trainer.get("early_stopping_patience") or 0),
         np.int32(len(first.start.history) if first.start is not None else 0),
-        *(_starts([m.start for m in members]) if first.start is not None else []),
+        *(_starts([m.start for m in members]) if first.start is not None else _no_starts(plan)),
     ]
 
 
@@ -213,6 +211,12 @@ def _starts(starts: list) -> list[np.ndarray]:
     weights = [stacked([s.weights[k] for s in states]) for k in range(len(states[0].weights))]
     slots = [stacked([s.slots[j][k] for s in states]) for j in range(len(states[0].slots)) for k in range(len(states[0].weights))]
     return [*weights, *slots, np.array([s.iterations for s in states], np.float32)]
+
+
+def _no_starts(plan: Plan) -> list[np.ndarray]:
+    """The ``start`` feeds of members that start from scratch: no rows (the graph then draws their initial weights)."""
+    params = [np.zeros(dims, np.float32) for fan_in, fan_out in plan.shape.layers for dims in ((0, fan_in, fan_out), (0, 1, fan_out))]
+    return params * (1 + len(plan.rule.slots)) + [np.zeros(0, np.float32)]
 
 
 def _padded(rows: list[np.ndarray], multiple: int) -> tuple[np.ndarray, np.ndarray]:
@@ -276,19 +280,18 @@ class Feeds(NamedTuple):
     batch_size: Any
     patience: Any  # early stopping's, when the plan has a monitor
     first_epoch: Any  # epochs the members' starts have run (0: from scratch)
-    start: list  # a resumed plan's: the members' weights, then each slot's, then steps [M]
+    start: list  # the members' weights, then each slot's, then steps [M]; no rows for members starting from scratch
 
     @staticmethod
     def specs(plan: Plan) -> list:
         """The graph's inputs: x, y, train rows, counts, val rows, counts, hyperparameters [M, 4], optimizer, seeds, epochs, batch size, patience, first epoch, start."""
         import tensorflow as tf
 
-        m, f32, i32 = plan.size, tf.float32, tf.int32
+        m, f32, i32 = None, tf.float32, tf.int32  # any number of members: one trace serves every population of the plan
         shapes = [([None, plan.shape.n_features], f32), ([None], tf.int64), ([m, None], i32), ([m], i32), ([m, None], i32), ([m], i32)]
         shapes += [([m, 4], f32), ([3], f32), ([m], tf.int64), ([], i32), ([], i32), ([], i32), ([], i32)]
-        if plan.resumed:
-            params = [dims for fan_in, fan_out in plan.shape.layers for dims in ([m, fan_in, fan_out], [m, 1, fan_out])]
-            shapes += [(dims, f32) for dims in params * (1 + len(plan.rule.slots))] + [([m], f32)]
+        params = [dims for fan_in, fan_out in plan.shape.layers for dims in ([m, fan_in, fan_out], [m, 1, fan_out])]
+        shapes += [(dims, f32) for dims in params * (1 + len(plan.rule.slots))] + [([m], f32)]
         return [tf.TensorSpec(shape, dtype) for shape, dtype in shapes]
 
     @classmethod
@@ -366,7 +369,7 @@ class Population:
         """``draw`` of each member's slice of ``inputs``, stacked: one graph loop, so the graph does not grow with the size."""
         import tensorflow as tf
 
-        return tf.map_fn(draw, inputs, fn_output_signature=dtype, parallel_iterations=self.plan.size)
+        return tf.map_fn(draw, inputs, fn_output_signature=dtype, parallel_iterations=PARALLEL_DRAWS)
 
     def initial(self, seeds) -> list:
         """Glorot-uniform kernels (each member's drawn with key (seed, layer)) and zero biases ``[M, 1, units]``."""
@@ -379,8 +382,8 @@ class Population:
             def draw(seed, dims=(fan_in, fan_out), i=i, limit=limit):
                 return tf.random.stateless_uniform(dims, tf.stack([seed, tf.constant(i, tf.int64)]), -limit, limit)
 
-            kernels = tf.ensure_shape(self.per_member(draw, seeds, tf.float32), [self.plan.size, fan_in, fan_out])
-            params += [kernels, tf.zeros([self.plan.size, 1, fan_out])]
+            kernels = tf.ensure_shape(self.per_member(draw, seeds, tf.float32), [None, fan_in, fan_out])
+            params += [kernels, tf.zeros(tf.stack([tf.shape(seeds)[0], 1, fan_out]))]
         return params
 
     def forward(self, params: list, x, rate, noises: list):
@@ -412,7 +415,7 @@ class Population:
         """Each member's ``l1*sum|W| + l2*sum W^2`` over the hidden kernels."""
         import tensorflow as tf
 
-        total = tf.zeros([self.plan.size])
+        total = tf.zeros_like(f.lr)
         for kernel in params[: 2 * self.n_hidden : 2]:
             total += f.l1 * tf.reduce_sum(tf.abs(kernel), [1, 2])
             total += f.l2 * tf.reduce_sum(tf.square(kernel), [1, 2])
@@ -484,7 +487,7 @@ class Population:
             return tf.pad(tf.random.experimental.stateless_shuffle(tf.range(n), tf.stack([seed, key])), [[0, max_steps * size - n]])
 
         rows = tf.gather(f.train, self.per_member(order, (f.seeds, f.n_train), tf.int32), batch_dims=1)
-        batches = tf.pad(tf.reshape(rows, tf.stack([self.plan.size, max_steps, size])), [[0, 0], [0, 0], [0, width - size]])
+        batches = tf.pad(tf.reshape(rows, tf.stack([-1, max_steps, size])), [[0, 0], [0, 0], [0, width - size]])
 
         def body(step, state, loss_sum, hit_sum):
             batch = batches[:, step]
@@ -493,7 +496,7 @@ class Population:
             state, loss, hits = self.step(f, state, batch, count, tf.logical_and(alive, count > 0), counters)
             return step + 1, state, loss_sum + loss, hit_sum + hits
 
-        zero = tf.zeros([self.plan.size])
+        zero = tf.zeros_like(f.lr)
         _, state, loss_sum, hit_sum = tf.while_loop(lambda step, *_: step < max_steps, body, (tf.constant(0), state, zero, zero))
         return state, loss_sum, hit_sum
 
@@ -507,7 +510,7 @@ class Population:
             ce, hits = self.scores(self.forward(params, tf.gather(f.x, rows), None, []), tf.gather(f.y, rows), mask)
             return start + VAL_CHUNK, ce_sum + ce, hit_sum + hits
 
-        zero = tf.zeros([self.plan.size])
+        zero = tf.zeros_like(f.lr)
         _, ce_sum, hit_sum = tf.while_loop(lambda start, *_: start < tf.shape(f.val)[1], body, (tf.constant(0), zero, zero))
         return ce_sum, hit_sum
 
@@ -530,10 +533,12 @@ class Population:
         """Every epoch of every member: the history ``[epochs, M, COLUMNS]``, epochs each ran, weights kept, slots, steps, restored epoch."""
         import tensorflow as tf
 
-        f, size, monitor = Feeds.of(feeds), self.plan.size, self.plan.monitor
-        state = self.resumed(f.start) if self.plan.resumed else self.fresh(f.seeds)
+        f, monitor = Feeds.of(feeds), self.plan.monitor
+        # one graph for both: a population starts from scratch or goes on from its fed starts
+        state = tf.cond(tf.shape(f.start[-1])[0] > 0, lambda: self.resumed(f.start), lambda: self.fresh(f.seeds))
         params = state.params
-        watch = Watch(tf.zeros([size]), tf.zeros([size], tf.int32), tf.zeros([size], tf.int32), params if monitor else [])
+        counts = tf.zeros_like(f.seeds, tf.int32)
+        watch = Watch(tf.zeros_like(f.lr), counts, counts, params if monitor else [])
 
         def body(epoch, alive, ran, state, watch, history):
             state, loss_sum, hit_sum = self.epoch(f, epoch, alive, state)
@@ -547,7 +552,7 @@ class Population:
             return epoch + 1, alive, ran, state, watch, history.write(epoch - f.first_epoch, row)
 
         history = tf.TensorArray(tf.float32, size=f.epochs - f.first_epoch)
-        start = (f.first_epoch, tf.ones([size], tf.bool), tf.zeros([size], tf.int32), state, watch, history)
+        start = (f.first_epoch, tf.ones_like(f.seeds, tf.bool), counts, state, watch, history)
         epochs, _, ran, state, watch, history = tf.while_loop(
             lambda epoch, alive, *_: tf.logical_and(epoch < f.epochs, tf.reduce_any(alive)), body, start
         )
@@ -560,7 +565,7 @@ class Population:
         import tensorflow as tf
 
         params = self.initial(seeds)
-        return State(params, [[tf.zeros_like(p) for p in params] for _ in self.plan.rule.slots], tf.zeros([self.plan.size]))
+        return State(params, [[tf.zeros_like(p) for p in params] for _ in self.plan.rule.slots], tf.zeros_like(seeds, tf.float32))
 
     def resumed(self, start: list) -> State:
         """The state fed in as ``start`` (:attr:`Feeds.start`)."""
