@@ -9,7 +9,7 @@ config with a failed, diverged or missing fold has no mean and goes no further. 
 on from where their previous rung ended (``trainer.warm_start``), so a survivor's last record
 is that of one run of all its epochs.
 
-:func:`schedule`, :func:`survivors` and :func:`sample` (random candidates) are the decisions (the Oracle); the halving sweeper
+:func:`schedule` and :func:`survivors` are the decisions (the Oracle; random candidates are :func:`sweep.search_space.sample`'s); the halving sweeper
 (``hydra_plugins/sweep_halving``) launches the rungs (the Tuner), and :func:`write_rungs`
 keeps what was decided in ``halving.json``, which the tables read (:func:`rungs_of`).
 """
@@ -104,38 +104,6 @@ def fold_mean(values: list[float]) -> float | None:
     if not values or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
         return None
     return float(sum(values) / len(values))
-
-
-def sample(overrides: list, n_candidates: int, seed: int) -> list[list[str]]:
-    """``n_candidates`` configs drawn from Hydra sweep overrides (random search): each job's overrides, its folds' jobs together.
-
-    ``interval(a, b)`` is drawn uniformly, ``tag(log, interval(a, b))`` log-uniformly, a list,
-    ``choice(...)`` or ``range(...)`` uniformly among its values; plain overrides are kept.
-    ``validation.fold`` is never drawn: every candidate gets every fold listed. The same
-    ``seed`` draws the same candidates.
-    """
-    import numpy as np
-    from hydra.core.override_parser.types import IntervalSweep
-
-    rng = np.random.default_rng(seed)
-    fold = next((o for o in overrides if o.get_key_element() == RUNG_KEYS[0] and o.is_sweep_override()), None)
-    folds = [f"{RUNG_KEYS[0]}={v}" for v in fold.sweep_string_iterator()] if fold is not None else [None]
-    drawn = []
-    for _ in range(n_candidates):
-        config = []
-        for o in (o for o in overrides if o is not fold):
-            key, value = o.get_key_element(), o.value()
-            if isinstance(value, IntervalSweep):
-                low, high = (math.log(value.start), math.log(value.end)) if "log" in value.tags else (value.start, value.end)
-                x = float(rng.uniform(low, high))
-                config.append(f"{key}={math.exp(x) if 'log' in value.tags else x!r}")
-            elif o.is_sweep_override():
-                values = list(o.sweep_string_iterator())
-                config.append(f"{key}={values[int(rng.integers(len(values)))]}")
-            else:
-                config.append(f"{key}={o.get_value_element_as_str()}")
-        drawn.append(config)
-    return [[*config, *([f] if f else [])] for config in drawn for f in folds]
 
 
 def config_of(overrides: list[str]) -> list[str]:

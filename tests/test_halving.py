@@ -18,10 +18,11 @@ import pandas as pd
 import pytest
 
 from conftest import records_under, run_sweep
-from sweep.halving import fold_mean, halving_plan, hyperband, sample, schedule, survivors
+from sweep.halving import fold_mean, halving_plan, hyperband, schedule, survivors
 from sweep.plots import plot_sweep
 from sweep.refit import refit
 from sweep.results import load, summarize
+from sweep.search_space import sample
 from test_warm_start import _stable
 
 #: 8 configs x 3 folds; with factor 3 and 9 epochs: 8 configs for 3 epochs, then the best 3 for 9.

@@ -34,6 +34,8 @@ ConfigStore.instance().store(group="hydra/sweeper", name="grid", node=GridSweepe
 class GridSweeper(BasicSweeper):
     """Hydra's :class:`BasicSweeper` whose launcher (and batch validation) composes jobs with :class:`ComposeOnce`."""
 
+    DRAW = "hparams_search=random hydra.sweeper.n_trials=N"  # how to draw from an interval instead, in messages
+
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from sweep.compose_once import composing_once  # not at Hydra's plugin scan: sweep's configs are its own app's
 
@@ -45,6 +47,16 @@ class GridSweeper(BasicSweeper):
             return super().sweep(arguments)
         finally:
             end(self.launcher)
+
+    def split_arguments(self, overrides: List[Any], max_batch_size: Optional[int]) -> List[List[List[str]]]:  # type: ignore[override]
+        """Hydra's batches of every combination of ``overrides``; an interval, which no grid can list, is refused in one line."""
+        from sweep.config import refuse
+
+        interval = next((o for o in overrides if o.is_sweep_override() and not o.is_discrete_sweep()), None)
+        if interval is not None:
+            line = interval.input_line or interval.get_key_element()
+            refuse(f"{line}: a grid lists values and cannot sweep an interval; draw from it with {self.DRAW}")
+        return BasicSweeper.split_arguments(overrides, max_batch_size)
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         """Raise the composition error of the first job of ``batch`` that cannot be composed, before any job runs.

@@ -68,6 +68,7 @@ class HalvingSweeper(GridSweeper):
     """The grid sweeper's jobs (or ``n_candidates`` drawn ones), launched as successive-halving rungs."""
 
     NAME = "halving"  # its hparams_search preset, in messages
+    DRAW = "hydra.sweeper.n_candidates=N"
 
     def __init__(
         self, factor: float = 3.0, min_resources: Optional[int] = None, n_candidates: Optional[int] = None, seed: int = 0, params: Optional[Dict[str, str]] = None
@@ -81,7 +82,8 @@ class HalvingSweeper(GridSweeper):
 
     def brackets(self, overrides: List[Any]) -> List[Bracket]:
         """One bracket: every config of the grid or drawn, on :func:`sweep.halving.halving_plan`'s rungs."""
-        from sweep.halving import halving_plan, sample
+        from sweep.halving import halving_plan
+        from sweep.search_space import sample
 
         assert self.config is not None
         jobs = sample(overrides, self.n_candidates, self.seed) if self.n_candidates else self.split_arguments(overrides, None)[0]
@@ -148,7 +150,8 @@ class HyperbandSweeper(HalvingSweeper):
 
     def brackets(self, overrides: List[Any]) -> List[Bracket]:
         """:func:`sweep.halving.hyperband`'s brackets, bracket ``b`` drawing its configs with ``seed + b``."""
-        from sweep.halving import hyperband, sample
+        from sweep.halving import hyperband
+        from sweep.search_space import sample
 
         assert self.config is not None
         plans = hyperband(self.factor, int(self.config.trainer.epochs))
