@@ -30,7 +30,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", type=Path, help="sweep dirs (outputs/multirun/<date>/<time>), run dirs or result.json files")
     p.add_argument("--metric", help="metric to rank by (default: the runs' task.metric)")
     p.add_argument("--top", type=int, default=10, help="rows of the summary to print (0: all; default 10)")
-    p.add_argument("--aggregate-seeds", action="store_true", help="average over seed as well as folds")
+    p.add_argument("--aggregate-seeds", action=argparse.BooleanOptionalAction, default=None,
+                   help="average over seed as well as folds (default: when the runs' seeds differ)")  # fmt: skip
     p.add_argument("--write", action="store_true", help="write results.csv, results.parquet, summary.csv into each sweep dir (or --out)")
     p.add_argument("--plot", action="store_true", help="write PNG figures into --out")
     p.add_argument("--out", type=Path, help="where --write, --plot and --refit write (default: the sweep dir, <sweep dir>/refit for "
@@ -93,7 +94,7 @@ def _write(args: argparse.Namespace, runs: pd.DataFrame) -> None:
         with writing(target), warnings.catch_warnings():
             warnings.simplefilter("ignore", SkippedRecordWarning)
             target.mkdir(parents=True, exist_ok=True)
-            write_tables(target, args.metric, runs=runs if one_table else None)
+            write_tables(target, args.metric, runs=runs if one_table else None, aggregate_seeds=args.aggregate_seeds)
         print(f"wrote tables into {target}")
 
 

@@ -31,7 +31,7 @@ UNRENAMED = frozenset({"epochs_run", "restored_epoch"})
 DROPPED = frozenset({"best_val_accuracy", "best_epoch"})
 
 
-def best_config(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: bool = False) -> tuple[Path, DictConfig, dict[str, Any]]:
+def best_config(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: bool | None = None) -> tuple[Path, DictConfig, dict[str, Any]]:
     """The rank-1 config of the sweep: a completed job dir of it, its config (``.hydra/config.yaml``) and how it was chosen.
 
     The last is the metric, its mean and the config's :func:`restored_epochs` (for
@@ -109,7 +109,7 @@ def as_test_metrics(metrics: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def refit(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: bool = False, out_dir: str | Path | None = None) -> dict[str, Any]:
+def refit(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: bool | None = None, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Retrain the sweep's rank-1 config on all non-test rows, score it on the test rows, write and return its record.
 
     The record and the model go to ``out_dir`` (default ``<sweep dir>/refit``). Never raises

@@ -205,8 +205,14 @@ def default_metric(runs: pd.DataFrame) -> str:
     return str(named[0])
 
 
-def group_keys(runs: pd.DataFrame, aggregate_seeds: bool = False) -> list[str]:
-    """The config keys whose value varies across ``runs``, except ``validation.fold`` (and ``seed``)."""
+def seeds_swept(runs: pd.DataFrame) -> bool:
+    """Whether the runs' seeds differ: then a table averages over them by default, since a seed is not a setting to pick."""
+    return "seed" in runs and runs["seed"].nunique() > 1
+
+
+def group_keys(runs: pd.DataFrame, aggregate_seeds: bool | None = None) -> list[str]:
+    """The config keys whose value varies across ``runs``, except ``validation.fold`` (and ``seed``: by default when :func:`seeds_swept`)."""
+    aggregate_seeds = seeds_swept(runs) if aggregate_seeds is None else aggregate_seeds
     left_out = {FOLD, "seed"} if aggregate_seeds else {FOLD}
     return [
         c for c in runs.columns if is_config_key(c) and c not in left_out and runs[c].nunique(dropna=False) > 1
@@ -227,8 +233,8 @@ def fold_rows(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True).drop(columns="fold_metrics")
 
 
-def summarize(runs: pd.DataFrame, metric: str | None = None, aggregate_seeds: bool = False) -> pd.DataFrame:
-    """One row per config, its folds (and seeds, if ``aggregate_seeds``) aggregated, ranked by ``metric``.
+def summarize(runs: pd.DataFrame, metric: str | None = None, aggregate_seeds: bool | None = None) -> pd.DataFrame:
+    """One row per config, its folds (and seeds: by default when the runs' seeds differ) aggregated, ranked by ``metric``.
 
     Columns: ``rank_<metric>`` (1 = best), the varying config keys (:func:`group_keys`),
     ``n_runs``, ``n_failed``, ``n_missing`` (:func:`missing_folds`), ``min_n_val_rows`` (the
@@ -245,6 +251,7 @@ def summarize(runs: pd.DataFrame, metric: str | None = None, aggregate_seeds: bo
     """
     metric = metric or default_metric(runs)
     higher = greater_is_better(metric)
+    aggregate_seeds = seeds_swept(runs) if aggregate_seeds is None else aggregate_seeds
     keys = group_keys(runs, aggregate_seeds)
     names = [metric] + [m for m in metric_names(runs) if m != metric]
     seeds = list(runs["seed"].dropna().unique()) if aggregate_seeds and "seed" in runs else [None]
@@ -398,8 +405,8 @@ def _text(value: Any) -> Any:
     return json.dumps(value, default=str)
 
 
-def write_tables(sweep_dir: str | Path, metric: str | None = None, runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Write ``results.csv``, ``results.parquet`` and ``summary.csv`` into ``sweep_dir``, atomically; return the summary.
+def write_tables(sweep_dir: str | Path, metric: str | None = None, runs: pd.DataFrame | None = None, aggregate_seeds: bool | None = None) -> pd.DataFrame:
+    """Write ``results.csv``, ``results.parquet`` and ``summary.csv`` (:func:`summarize`'s) into ``sweep_dir``, atomically; return the summary.
 
     ``runs`` defaults to ``load(sweep_dir)``. With no run records, nothing is written and the summary is empty.
     """
@@ -407,7 +414,7 @@ def write_tables(sweep_dir: str | Path, metric: str | None = None, runs: pd.Data
     runs = load(sweep_dir) if runs is None else runs
     if runs.empty:
         return pd.DataFrame()
-    summary = summarize(runs, metric)
+    summary = summarize(runs, metric, aggregate_seeds)
     on_disk = for_file(runs)
     atomic_write(sweep_dir / RESULTS_CSV, lambda tmp: on_disk.to_csv(tmp, index=False))
     atomic_write(sweep_dir / RESULTS_PARQUET, lambda tmp: on_disk.to_parquet(tmp, index=False))

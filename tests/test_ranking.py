@@ -110,7 +110,7 @@ def test_a_config_with_a_lost_fold_record_ranks_last_and_is_never_refit(folds_as
     sweep_dir = copy_of(folds_as_jobs, tmp_path)
     (job_dir(sweep_dir, {"model.n_clusters": 6, "seed": 0, "validation.fold": 1}) / "result.json").unlink()  # the job was killed
     with pytest.warns(SkippedRecordWarning):
-        summary = summarize(load(sweep_dir))
+        summary = summarize(load(sweep_dir), aggregate_seeds=False)  # each seed a config of its own, here
     partial = row_of(summary, {"model.n_clusters": 6, "seed": 0})
     assert (partial["n_runs"], partial["n_failed"], partial["n_missing"]) == (2, 0, 1)
     assert math.isnan(partial["mean_ari"]) and math.isnan(partial["mean_nmi"])
@@ -120,8 +120,11 @@ def test_a_config_with_a_lost_fold_record_ranks_last_and_is_never_refit(folds_as
     whole = row_of(summary, {"model.n_clusters": 6, "seed": 1})
     assert whole["rank_ari"] == 1
     with pytest.warns(SkippedRecordWarning):
-        _, cfg, _ = best_config(sweep_dir)
+        _, cfg, _ = best_config(sweep_dir, aggregate_seeds=False)
     assert (cfg.model.n_clusters, cfg.seed) == (6, 1)
+    with pytest.warns(SkippedRecordWarning):
+        _, cfg, _ = best_config(sweep_dir)  # by default over both seeds: n_clusters=6 has a fold missing
+    assert cfg.model.n_clusters == 3
     header = format_summary(summary).splitlines()[1].split()
     assert header[header.index("n_failed") + 1] == "n_missing"
 
@@ -137,7 +140,7 @@ def test_a_sweep_over_some_of_the_folds_ranks_every_config_on_those_folds(folds_
     _drop_fold_2(sweep_dir)  # and its command line, as if the sweep had been validation.fold=0,1 of 3
     multirun = sweep_dir / "multirun.yaml"
     multirun.write_text(multirun.read_text().replace("validation.fold=0,1,2", "validation.fold=0,1"))
-    summary = summarize(load(sweep_dir))
+    summary = summarize(load(sweep_dir), aggregate_seeds=False)
     assert summary["n_missing"].tolist() == [0, 0, 0, 0] and summary["rank_ari"].tolist() == [1, 2, 3, 4]
     assert not summary["mean_ari"].isna().any() and "split2_ari" not in summary
 
@@ -145,7 +148,7 @@ def test_a_sweep_over_some_of_the_folds_ranks_every_config_on_those_folds(folds_
 def test_a_fold_lost_from_every_config_is_missing_from_every_config(folds_as_jobs, tmp_path):
     sweep_dir = copy_of(folds_as_jobs, tmp_path)
     _drop_fold_2(sweep_dir)  # the command line asked for folds 0, 1 and 2
-    summary = summarize(load(sweep_dir))
+    summary = summarize(load(sweep_dir), aggregate_seeds=False)
     assert summary["n_missing"].tolist() == [1, 1, 1, 1] and summary["mean_ari"].isna().all()
     assert format_summary(summary).startswith("no config completed")
 
@@ -154,7 +157,7 @@ def test_with_seeds_aggregated_a_config_expects_every_fold_of_every_seed(folds_a
     sweep_dir = copy_of(folds_as_jobs, tmp_path)
     for fold in (0, 1, 2):  # every run of n_clusters=6 with seed 1 lost
         shutil.rmtree(job_dir(sweep_dir, {"model.n_clusters": 6, "seed": 1, "validation.fold": fold}))
-    pooled = summarize(load(sweep_dir), aggregate_seeds=True)
+    pooled = summarize(load(sweep_dir))  # seeds swept: averaged over by default
     assert pooled["model.n_clusters"].tolist() == [3, 6] and pooled["n_missing"].tolist() == [0, 3]
     assert pooled["n_runs"].tolist() == [6, 3] and math.isnan(pooled["mean_ari"].iloc[1])
 

@@ -174,16 +174,21 @@ def test_failed_configs_rank_last_and_completed_ones_are_ranked(classify_mixed):
     assert summary["rank_val_accuracy"].iloc[2:].tolist() == [4, 4]  # tied, last: the number of configs
 
 
-def test_seeds_are_a_config_axis_unless_aggregated(tmp_path):
+def test_swept_seeds_are_averaged_into_each_config_unless_kept_apart(tmp_path):
+    """A seed is not a setting to pick: with seeds swept, every table ranks each config on its mean over seeds and folds."""
     sweep_dir = tmp_path / "sweep"
     assert sweep_into(sweep_dir, "task=cluster", "model.n_clusters=3,6", "seed=0,1").returncode == 0
     runs = load(sweep_dir)
-    assert len(summarize(runs)) == 4 and "seed" in summarize(runs)
-    pooled = summarize(runs, aggregate_seeds=True)
+    pooled = pd.read_csv(sweep_dir / "summary.csv")  # the end of the sweep's table
     assert len(pooled) == 2 and "seed" not in pooled and set(pooled["n_runs"]) == {2}
     for row in pooled.to_dict("records"):
         ari = [r["ari"] for r in records_under(sweep_dir) if r["model.n_clusters"] == row["model.n_clusters"]]
         assert row["mean_ari"] == pytest.approx(np.mean(ari)) and row["std_ari"] == pytest.approx(np.std(ari))
+    assert summarize(runs)["mean_ari"].tolist() == pytest.approx(pooled["mean_ari"].tolist())
+    apart = summarize(runs, aggregate_seeds=False)
+    assert len(apart) == 4 and set(apart["seed"]) == {0, 1} and set(apart["n_runs"]) == {1}
+    proc = sweep_results(str(sweep_dir), "--no-aggregate-seeds", "--write", "--out", str(tmp_path / "apart"))
+    assert proc.returncode == 0 and len(pd.read_csv(tmp_path / "apart" / "summary.csv")) == 4
 
 
 # ------------------------------------------------------------------------- end of sweep and CLI
