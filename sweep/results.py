@@ -255,10 +255,11 @@ def summarize(runs: pd.DataFrame, metric: str | None = None, aggregate_seeds: bo
     keys = group_keys(runs, aggregate_seeds)
     names = [metric] + [m for m in metric_names(runs) if m != metric]
     seeds = list(runs["seed"].dropna().unique()) if aggregate_seeds and "seed" in runs else [None]
-    folds = fold_rows(runs)
+    folds = fold_rows(runs).reset_index(drop=True)
+    metrics = np.array([_floats(folds, m) for m in names])  # [metric, fold row], converted once for every config
     groups = folds.groupby(keys, dropna=False, sort=False) if keys else [((), folds)]
     asked = asked_folds(runs)
-    summary = pd.DataFrame([{**dict(zip(keys, key)), **_config_row(sub, names, seeds, asked)} for key, sub in groups])
+    summary = pd.DataFrame([{**dict(zip(keys, key)), **_config_row(sub, names, metrics[:, sub.index], seeds, asked)} for key, sub in groups])
     score = summary[f"mean_{metric}"].where(scored(summary, metric))
     if "n_resources" in summary:  # a halving search, as scikit-learn ranks one: the last rung's configs first, each rung's by its metric
         order = summary.assign(_score=score).sort_values(["n_resources", "_score"], ascending=[False, not higher], kind="stable").index
@@ -269,8 +270,8 @@ def summarize(runs: pd.DataFrame, metric: str | None = None, aggregate_seeds: bo
     return summary.sort_values(f"rank_{metric}", kind="stable").reset_index(drop=True)
 
 
-def _config_row(sub: pd.DataFrame, names: list[str], seeds: list[Any], asked: frozenset[int]) -> dict[str, Any]:
-    """The summary columns of one config from its fold rows ``sub``, except its keys and rank."""
+def _config_row(sub: pd.DataFrame, names: list[str], metrics: np.ndarray, seeds: list[Any], asked: frozenset[int]) -> dict[str, Any]:
+    """The summary columns of one config from its fold rows ``sub`` (``metrics``: their values of ``names``, a row each), except its keys and rank."""
     per_run = sub.drop_duplicates("output_dir")
     row: dict[str, Any] = {
         "n_runs": len(per_run),
@@ -282,12 +283,13 @@ def _config_row(sub: pd.DataFrame, names: list[str], seeds: list[Any], asked: fr
     for column in ("iter", "n_resources", "bracket", "halving_stopped"):  # a halving search's rung, the same for every fold
         if column in sub:
             row[column] = sub[column].dropna().iloc[0] if sub[column].notna().any() else None
-    by_fold = [(int(k), part) for k, part in sub.groupby(FOLD)] if FOLD in sub else []
-    for m in names:
-        values = _floats(sub, m) if row["n_missing"] == 0 else np.array([math.nan])
-        row[f"mean_{m}"], row[f"std_{m}"] = float(values.mean()), float(values.std())
-        for k, part in by_fold:
-            row[f"split{k}_{m}"] = float(_floats(part, m).mean())
+    fold = sub[FOLD].to_numpy(dtype=float, na_value=math.nan) if FOLD in sub else np.full(len(sub), math.nan)
+    by_fold = [(int(k), np.flatnonzero(fold == k)) for k in np.unique(fold[~np.isnan(fold)])]
+    for m, values in zip(names, metrics):
+        whole = values if row["n_missing"] == 0 else np.array([math.nan])
+        row[f"mean_{m}"], row[f"std_{m}"] = float(whole.mean()), float(whole.std())
+        for k, rows in by_fold:
+            row[f"split{k}_{m}"] = float(values[rows].mean())
     return row
 
 
