@@ -68,3 +68,9 @@ def test_a_grid_over_an_interval_is_refused_in_one_line_saying_how_to_draw_from_
     [line] = proc.stderr.strip().splitlines()
     assert line.startswith("sweep: optimizer.lr=tag(log,interval(1e-4,1e-1)): ") and line.endswith(advice)
     assert records_under(tmp_path) == []  # refused before any job ran
+
+
+def test_random_search_of_no_trials_is_refused_in_one_line(tmp_path: Path) -> None:
+    proc = run_sweep("-m", "hparams_search=random", "hydra.sweeper.n_trials=0", "optimizer.lr=interval(1e-4,1e-1)", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == ["sweep: hydra.sweeper.n_trials=0: must be at least 1"]
+    assert records_under(tmp_path) == []

@@ -184,7 +184,8 @@ def _found_layout(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int)
         with zipfile.ZipFile(Path(tmp) / "marked.keras") as archive, h5py.File(io.BytesIO(archive.read(WEIGHTS)), "r") as h5:
 
             def visit(name: str, item: Any) -> None:
-                values = item[()] if isinstance(item, h5py.Dataset) and item.size else np.array([np.nan])
+                numeric = isinstance(item, h5py.Dataset) and item.size and item.dtype.kind in "fiu"
+                values = item[()] if numeric else np.array([np.nan])
                 index = float(values.flat[0]) - MARK
                 if np.all(values == values.flat[0]) and index.is_integer() and 0 <= index < len(marks) + 1:
                     names[int(index)] = name if int(index) not in names else ""  # "": found twice
