@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sweep.results import SkippedRecordWarning, format_summary, load, summarize, write_tables
+from sweep.results import SkippedRecordWarning, format_summary, load, seeds_swept, summarize, write_tables
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     if runs.empty:
         print(f"sweep-results: no run records under {', '.join(map(str, args.paths))}", file=sys.stderr)
         return 2
+    if args.aggregate_seeds is None:  # decided once, on every run, for the table printed, written and refit
+        args.aggregate_seeds = seeds_swept(runs)
     try:
         summary = summarize(runs, args.metric, args.aggregate_seeds)
     except ValueError as error:

@@ -206,8 +206,16 @@ def default_metric(runs: pd.DataFrame) -> str:
 
 
 def seeds_swept(runs: pd.DataFrame) -> bool:
-    """Whether the runs' seeds differ: then a table averages over them by default, since a seed is not a setting to pick."""
-    return "seed" in runs and runs["seed"].nunique() > 1
+    """Whether every config of ``runs`` ran the same several seeds (``seed=0,1,2`` crossed with the grid): then a table averages over them by default, since a seed is not a setting to pick.
+
+    Configs that ran different seeds (a random search or halving that drew or kept each seed
+    on its own, sweeps of other seeds put together) keep each seed a row of its own.
+    """
+    if "seed" not in runs or runs["seed"].nunique() < 2:
+        return False
+    keys = group_keys(runs, aggregate_seeds=True)
+    seeds = runs.groupby(keys, dropna=False)["seed"].agg(frozenset) if keys else pd.Series([frozenset(runs["seed"])])
+    return seeds.nunique() == 1
 
 
 def group_keys(runs: pd.DataFrame, aggregate_seeds: bool | None = None) -> list[str]:

@@ -466,9 +466,11 @@ def test_a_graph_members_model_file_has_a_fresh_builds_layer_names_whatever_was_
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop_momentum"])
 def test_every_folds_model_file_is_what_keras_saves_of_it_and_reads_back_as_its_state(optimizer: str, tmp_path: Path) -> None:
-    """A config's first fold is saved by Keras; its other folds' files (its arrays written into a copy) hold the same bytes Keras would write."""
+    """A config's first fold is saved by Keras; its other folds' files (its arrays written into a copy) hold the config and weights Keras would write."""
     saved._ARCHIVES.clear()  # noqa: SLF001
-    cfgs = [compose_config("trainer.epochs=1", "validation=kfold", "validation.n_splits=3", "validation.fold=null", *OPTIMIZERS[optimizer], f"seed={s}") for s in (0, 1)]
+    base = ("trainer.epochs=1", "validation=kfold", "validation.n_splits=3", "validation.fold=null", *OPTIMIZERS[optimizer])
+    cfgs = [compose_config(*base, "seed=0"), compose_config(*base, "seed=1", "optimizer.lr=0.002")]  # another learning rate: another config.json
+    kernels = []
     for c, (cfg, trained) in enumerate(zip(cfgs, train(cfgs, [check(cfg) for cfg in cfgs]), strict=True)):
         for fold, fit in trained.fits:
             ours, theirs = tmp_path / f"{c}-{fold}.keras", tmp_path / f"{c}-{fold}-keras.keras"
@@ -478,9 +480,19 @@ def test_every_folds_model_file_is_what_keras_saves_of_it_and_reads_back_as_its_
             ours_zip, theirs_zip = zipfile.ZipFile(ours), zipfile.ZipFile(theirs)
             assert ours_zip.namelist() == theirs_zip.namelist()
             assert all(ours_zip.read(name) == theirs_zip.read(name) for name in ("config.json", "model.weights.h5"))
-            assert state.iterations == math.ceil(len(check(cfg)[1][fold].train) / 32)
-    model = keras().saving.load_model(tmp_path / "1-2.keras")  # a copy with another fold's arrays
-    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), saved.load_state(cfgs[1], str(tmp_path / "1-2.keras"), (8, 8), 10).weights, strict=True))
+            written = json.loads(ours_zip.read("config.json"))["compile_config"]["optimizer"]["config"]["learning_rate"]
+            assert written == pytest.approx(cfg.optimizer.lr)
+            assert fit.metrics["val_accuracy"] == pytest.approx(_accuracy(cfg, fold, ours), abs=1e-6)  # this fold's own weights
+            kernels.append(state.weights[0])
+    assert len({k.tobytes() for k in kernels}) == 6  # every fold's file holds its own arrays
+
+
+def _accuracy(cfg, fold: int, path: Path) -> float:
+    """The validation accuracy on ``fold``'s rows of the model saved at ``path``."""
+    data, folds = check(cfg)
+    [val] = [f.val for f in folds if f.index == fold]
+    model = keras().saving.load_model(path)
+    return float((model.predict(data.x[val], verbose=0).argmax(1) == data.y[val]).mean())
 
 
 def test_saving_with_keras_skip_sets_kept_writes_the_same_model_file(tmp_path: Path) -> None:

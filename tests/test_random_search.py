@@ -74,3 +74,9 @@ def test_random_search_of_no_trials_is_refused_in_one_line(tmp_path: Path) -> No
     proc = run_sweep("-m", "hparams_search=random", "hydra.sweeper.n_trials=0", "optimizer.lr=interval(1e-4,1e-1)", cwd=tmp_path, check=False)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == ["sweep: hydra.sweeper.n_trials=0: must be at least 1"]
     assert records_under(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_a_config_drawn_twice_is_one_job(tmp_path: Path) -> None:
+    run_sweep("-m", "hparams_search=random", "hydra.sweeper.n_trials=6", "regularizer.dropout=0,0.5", "trainer.epochs=1", "hydra.sweep.dir=sw", cwd=tmp_path)
+    assert sorted(r["regularizer.dropout"] for r in records_under(tmp_path / "sw")) == [0.0, 0.5]

@@ -190,6 +190,13 @@ def test_swept_seeds_are_averaged_into_each_config_unless_kept_apart(tmp_path):
     proc = sweep_results(str(sweep_dir), "--no-aggregate-seeds", "--write", "--out", str(tmp_path / "apart"))
     assert proc.returncode == 0 and len(pd.read_csv(tmp_path / "apart" / "summary.csv")) == 4
 
+    for record in records_under(sweep_dir):  # now each config ran one seed, not the other's (as a random search draws them)
+        if (record["model.n_clusters"], record["seed"]) in {(3, 0), (6, 1)}:
+            shutil.rmtree(record["output_dir"])
+    alone = summarize(load(sweep_dir))
+    assert len(alone) == 2 and set(alone["seed"]) == {0, 1}
+    assert alone["n_missing"].tolist() == [0, 0] and alone["mean_ari"].notna().all()  # ranked, not missing the seed they never ran
+
 
 # ------------------------------------------------------------------------- end of sweep and CLI
 

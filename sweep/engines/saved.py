@@ -74,12 +74,13 @@ def _strengths(cfg: DictConfig) -> tuple[float, float, float]:
 
 
 def write_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, state: TrainedState, path: str) -> None:
-    """Write ``model.keras`` holding ``state``: what ``model.save`` writes of :func:`keras_model`, bit for bit.
+    """Write ``model.keras`` holding ``state``: the config and weights files ``model.save`` writes of :func:`keras_model`, bit for bit.
 
     Keras saves the first member of each config (its structure and hyperparameters: the
     archive's ``config.json``); the config's other members (its folds) get a copy of that
-    archive with their own arrays written where Keras put the first one's (:class:`Kept`):
-    ~1 ms against ~35 ms for Keras' save, which walks the model and its optimizer each time.
+    archive with their own arrays written where Keras put the first one's (:class:`Kept`;
+    its ``metadata.json`` keeps the first one's save date): ~1 ms against ~35 ms for Keras'
+    save, which walks the model and its optimizer each time.
     """
     from sweep.backend import save_model
 
