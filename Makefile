@@ -19,14 +19,13 @@ $(STAMP): pyproject.toml
 sweep: $(STAMP)
 	$(BIN)/sweep -m experiment=tutorial_grid
 
-## The whole suite, slow end-to-end tests included, on every core (at most 4 workers: each test's subprocesses train too;
-## tests marked xdist_group run on one worker, one at a time).
+## The whole suite, slow end-to-end tests included, on every core (at most 4 workers: each test's subprocesses train too).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadgroup
+	$(BIN)/python -m pytest -n auto --maxprocesses 4
 
 ## The suite without the slow end-to-end tests.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadgroup -m "not slow"
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 -m "not slow"
 
 ## sweep against a hand-written Keras loop and keras-tuner; appends to benchmarks/results.csv.
 bench: $(VENV)/.installed-bench

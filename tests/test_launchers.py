@@ -198,7 +198,6 @@ def basic_sweep(tmp_path_factory) -> Path:
     return _sweep(tmp_path_factory.mktemp("basic"), "basic")
 
 
-@pytest.mark.xdist_group("ray")  # one local Ray at a time: the tests look for its processes and logs
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "launcher", "threads_line"),
@@ -321,7 +320,6 @@ def test_slurm_without_sbatch_ends_in_one_line_naming_the_launcher(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("ray")
 def test_ray_with_no_cluster_at_the_address_ends_in_one_line_naming_the_launcher(tmp_path):
     if any(p.name() == "gcs_server" for p in psutil.process_iter()):
         pytest.skip("a Ray cluster runs on this machine: address=auto would join it")

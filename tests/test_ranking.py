@@ -157,7 +157,7 @@ def test_with_seeds_aggregated_a_config_expects_every_fold_of_every_seed(folds_a
     sweep_dir = copy_of(folds_as_jobs, tmp_path)
     for fold in (0, 1, 2):  # every run of n_clusters=6 with seed 1 lost
         shutil.rmtree(job_dir(sweep_dir, {"model.n_clusters": 6, "seed": 1, "validation.fold": fold}))
-    pooled = summarize(load(sweep_dir))  # seeds swept: averaged over by default
+    pooled = summarize(load(sweep_dir), aggregate_seeds=True)  # not by default: the configs no longer ran the same seeds
     assert pooled["model.n_clusters"].tolist() == [3, 6] and pooled["n_missing"].tolist() == [0, 3]
     assert pooled["n_runs"].tolist() == [6, 3] and math.isnan(pooled["mean_ari"].iloc[1])
 
