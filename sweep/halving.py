@@ -23,11 +23,12 @@ from pathlib import Path
 
 from sweep.config import SweepConfigError
 from sweep.records import write_text
+from sweep.search_space import FOLD
 
 #: The file in a sweep dir that holds a halving search's rungs.
 RUNGS_FILE = "halving.json"
 #: Keys a rung sets in a config's jobs, or that tell its folds apart: a config is its jobs' other overrides.
-RUNG_KEYS = ("validation.fold", "trainer.epochs", "trainer.warm_start")
+RUNG_KEYS = (FOLD, "trainer.epochs", "trainer.warm_start")
 
 
 @dataclass

@@ -218,9 +218,8 @@ def seeds_swept(runs: pd.DataFrame) -> bool:
     return seeds.nunique() == 1
 
 
-def group_keys(runs: pd.DataFrame, aggregate_seeds: bool | None = None) -> list[str]:
-    """The config keys whose value varies across ``runs``, except ``validation.fold`` (and ``seed``: by default when :func:`seeds_swept`)."""
-    aggregate_seeds = seeds_swept(runs) if aggregate_seeds is None else aggregate_seeds
+def group_keys(runs: pd.DataFrame, aggregate_seeds: bool = False) -> list[str]:
+    """The config keys whose value varies across ``runs``, except ``validation.fold`` (and ``seed``)."""
     left_out = {FOLD, "seed"} if aggregate_seeds else {FOLD}
     return [
         c for c in runs.columns if is_config_key(c) and c not in left_out and runs[c].nunique(dropna=False) > 1

@@ -7,7 +7,10 @@ never drawn: a config's score is its mean over every fold listed.
 
 from __future__ import annotations
 
+import logging
 import math
+
+log = logging.getLogger(__name__)
 
 #: The key that lists a config's folds: every drawn config gets each of them.
 FOLD = "validation.fold"
@@ -18,8 +21,8 @@ def sample(overrides: list, n_candidates: int, seed: int) -> list[list[str]]:
 
     ``interval(a, b)`` is drawn uniformly, ``tag(log, interval(a, b))`` log-uniformly, a list,
     ``choice(...)`` or ``range(...)`` uniformly among its values; plain overrides are kept.
-    ``validation.fold`` is never drawn: every candidate gets every fold listed. The same
-    ``seed`` draws the same candidates.
+    ``validation.fold`` is never drawn: every candidate gets every fold listed. A config
+    drawn twice is one candidate. The same ``seed`` draws the same candidates.
     """
     import numpy as np
     from hydra.core.override_parser.types import IntervalSweep
@@ -41,5 +44,8 @@ def sample(overrides: list, n_candidates: int, seed: int) -> list[list[str]]:
                 config.append(f"{key}={values[int(rng.integers(len(values)))]}")
             else:
                 config.append(f"{key}={o.get_value_element_as_str()}")
-        drawn.append(config)
-    return [[*config, *([f] if f else [])] for config in drawn for f in folds]
+        drawn.append(tuple(config))
+    distinct = list(dict.fromkeys(drawn))
+    if len(distinct) < n_candidates:
+        log.info(f"{n_candidates} draws gave {len(distinct)} distinct configs: the space has few values")
+    return [[*config, *([f] if f else [])] for config in distinct for f in folds]

@@ -13,15 +13,12 @@ No ``from __future__ import annotations``: Hydra's plugin scan runs the module o
 ``sys.modules``, where dataclasses cannot resolve string annotations.
 """
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
 from hydra_plugins.sweep_grid.grid_sweeper import GridSweeper
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,8 +50,4 @@ class RandomSweeper(GridSweeper):
 
         if self.n_trials < 1:
             refuse(f"hydra.sweeper.n_trials={self.n_trials}: must be at least 1")
-        drawn = sample(overrides, self.n_trials, self.seed)
-        jobs = [list(job) for job in dict.fromkeys(map(tuple, drawn))]  # a config drawn twice trains once
-        if len(jobs) < len(drawn):
-            log.info(f"{self.n_trials} trials drew {self.n_trials * len(jobs) // len(drawn)} distinct configs: the space has few values")
-        return list(self.split_overrides_to_chunks(jobs, max_batch_size))
+        return list(self.split_overrides_to_chunks(sample(overrides, self.n_trials, self.seed), max_batch_size))

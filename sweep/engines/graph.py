@@ -136,6 +136,11 @@ class Plan:
         shape = Shape.of(cfg, first.x.shape[1:], first.n_classes)
         return cls(shape, Rule.of(cfg), bool(hp[:, 3].any()), monitor)
 
+    def start_dims(self, members: int | None) -> list[list]:
+        """The dims of the ``start`` feeds (:attr:`Feeds.start`) for ``members`` members (``None``: any number): each layer's kernel and bias, for the weights and each slot, then the steps."""
+        params = [dims for fan_in, fan_out in self.shape.layers for dims in ([members, fan_in, fan_out], [members, 1, fan_out])]
+        return params * (1 + len(self.rule.slots)) + [[members]]
+
 
 def hyperparameters(cfg: DictConfig) -> list[float]:
     """A member's own hyperparameters: learning rate, L1, L2, dropout rate."""
@@ -215,8 +220,7 @@ def _starts(starts: list) -> list[np.ndarray]:
 
 def _no_starts(plan: Plan) -> list[np.ndarray]:
     """The ``start`` feeds of members that start from scratch: no rows (the graph then draws their initial weights)."""
-    params = [np.zeros(dims, np.float32) for fan_in, fan_out in plan.shape.layers for dims in ((0, fan_in, fan_out), (0, 1, fan_out))]
-    return params * (1 + len(plan.rule.slots)) + [np.zeros(0, np.float32)]
+    return [np.zeros(dims, np.float32) for dims in plan.start_dims(0)]
 
 
 def _padded(rows: list[np.ndarray], multiple: int) -> tuple[np.ndarray, np.ndarray]:
@@ -290,8 +294,7 @@ class Feeds(NamedTuple):
         m, f32, i32 = None, tf.float32, tf.int32  # any number of members: one trace serves every population of the plan
         shapes = [([None, plan.shape.n_features], f32), ([None], tf.int64), ([m, None], i32), ([m], i32), ([m, None], i32), ([m], i32)]
         shapes += [([m, 4], f32), ([3], f32), ([m], tf.int64), ([], i32), ([], i32), ([], i32), ([], i32)]
-        params = [dims for fan_in, fan_out in plan.shape.layers for dims in ([m, fan_in, fan_out], [m, 1, fan_out])]
-        shapes += [(dims, f32) for dims in params * (1 + len(plan.rule.slots))] + [([m], f32)]
+        shapes += [(dims, f32) for dims in plan.start_dims(m)]
         return [tf.TensorSpec(shape, dtype) for shape, dtype in shapes]
 
     @classmethod

@@ -130,18 +130,15 @@ class Kept:
 
     @classmethod
     def of(cls, path: str, layout: Layout) -> Kept | None:
-        """The archive at ``path``, or ``None`` if one of ``layout``'s arrays is not stored whole in place (chunked, compressed)."""
+        """The archive at ``path``, or ``None`` if one of ``layout``'s arrays has no place of its own in the file (chunked, compressed, compact)."""
         import h5py
 
         with zipfile.ZipFile(path) as archive:
             entries = [(info, archive.read(info)) for info in archive.infolist()]
         weights = next(data for info, data in entries if info.filename == WEIGHTS)
         with h5py.File(io.BytesIO(weights), "r") as h5:
-            datasets = [h5[name] for name in layout.names]
-            places = [(d.id.get_offset(), d.dtype, d.shape) for d in datasets]
-            if any(offset is None or d.chunks or d.compression for (offset, _, _), d in zip(places, datasets)):
-                return None
-        return cls(entries, places)
+            places = [(h5[name].id.get_offset(), h5[name].dtype, h5[name].shape) for name in layout.names]
+        return None if any(offset is None for offset, _, _ in places) else cls(entries, places)
 
     def write(self, state: TrainedState, path: str) -> None:
         """This archive with ``state``'s arrays in place of the ones Keras wrote."""
