@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install sweep test test-fast bench clean
+.PHONY: install sweep test test-fast bench browser clean
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ test: $(STAMP)
 ## The suite without the slow end-to-end tests.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n auto --maxprocesses 4 -m "not slow"
+
+## Debian's Chromium and its chromedriver, for the test that opens the HTML report in a real browser
+## (without them that test skips, saying why). Needs root and apt-get; .ci/run calls it.
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 
 ## sweep against a hand-written Keras loop and keras-tuner; appends to benchmarks/results.csv.
 bench: $(VENV)/.installed-bench

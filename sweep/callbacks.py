@@ -19,12 +19,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
-def status_line(statuses: list[str]) -> str:
-    """``"40 runs: 38 completed, 1 failed, 1 diverged"`` (statuses that occur, in that order)."""
-    counts = {status: statuses.count(status) for status in ("completed", "failed", "diverged")}
-    parts = [f"{n} {status}" for status, n in counts.items() if n or status == "completed"]
-    return f"{len(statuses)} run{'' if len(statuses) == 1 else 's'}: " + ", ".join(parts)
+#: Where the end of a sweep writes its viewers, inside the sweep dir.
+TENSORBOARD_DIR = "tensorboard"
+REPORT_HTML = "report.html"
 
 
 def this_run(runs: pd.DataFrame) -> pd.DataFrame:
@@ -78,17 +75,21 @@ class ResultsTable(Callback):
     The last lines count this sweep run's runs by status (:func:`this_run`: a failure left
     in the dir by an earlier run does not count). If any failed (raised) and the config's
     ``fail_on_error`` is true, the command then exits 1; diverged runs never count.
-    With ``plot``, the figures of :func:`sweep.plots.plot_sweep` are written too.
+    With ``plot``, the figures of :func:`sweep.plots.plot_sweep` are written too; with
+    ``tensorboard``, TensorBoard's HParams dashboard into ``<sweep dir>/tensorboard``; with
+    ``html``, the page of :func:`sweep.viewers.html.write_report` as ``<sweep dir>/report.html``.
     A problem with the tables is logged, never raised: the runs are on disk whatever happens,
     and ``sweep-results <sweep dir> --write`` builds the tables again.
     """
 
-    def __init__(self, top: int = 10, plot: bool = False) -> None:
+    def __init__(self, top: int = 10, plot: bool = False, tensorboard: bool = False, html: bool = False) -> None:
         self.top = top
         self.plot = plot
+        self.tensorboard = tensorboard
+        self.html = html
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from sweep.results import format_summary, load, write_tables
+        from sweep.results import format_summary, load, status_line, write_tables
 
         sweep_dir = Path(config.hydra.sweep.dir)
         statuses: list[str] = []
@@ -97,10 +98,8 @@ class ResultsTable(Callback):
             statuses = list(this_run(runs)["status"])
             summary = write_tables(sweep_dir, runs=runs)
             print(f"\nResults: {sweep_dir}\n{format_summary(summary, self.top)}", flush=True)
-            if self.plot and not summary.empty:
-                from sweep.plots import plot_sweep
-
-                plot_sweep(runs, summary, sweep_dir)
+            if not summary.empty:
+                self._views(runs, summary, sweep_dir)
         except Exception as error:  # the sweep itself is done and recorded
             log.error("results tables for %s not written: %s: %s", sweep_dir, type(error).__name__, error)
         print(status_line(statuses), flush=True)
@@ -108,3 +107,18 @@ class ResultsTable(Callback):
             print(f"failed runs: see the error column of {sweep_dir / 'results.csv'} and each job's log", flush=True)
             if config.get("fail_on_error", True):
                 sys.exit(1)
+
+    def _views(self, runs: pd.DataFrame, summary: pd.DataFrame, sweep_dir: Path) -> None:
+        if self.plot:
+            from sweep.plots import plot_sweep
+
+            plot_sweep(runs, summary, sweep_dir)
+        if self.tensorboard:
+            from sweep.viewers.tensorboard import write_tensorboard
+
+            write_tensorboard(runs, sweep_dir / TENSORBOARD_DIR)
+            print(f"TensorBoard: tensorboard --logdir {sweep_dir / TENSORBOARD_DIR}", flush=True)
+        if self.html:
+            from sweep.viewers.html import write_report
+
+            print(f"Report: {write_report(runs, summary, sweep_dir / REPORT_HTML)}", flush=True)

@@ -6,6 +6,8 @@
     sweep-results <sweep dir> --plot                              # PNG figures next to the tables
     sweep-results <sweep dir> --write                             # (re)write results.csv/.parquet, summary.csv
     sweep-results <sweep dir> --refit                             # retrain rank 1 on train+val, score on test
+    sweep-results <sweep dir> --tensorboard tb                    # TensorBoard's HParams dashboard: tensorboard --logdir tb
+    sweep-results <sweep dir> --html report.html                  # one self-contained page: tables and figures
     sweep-results <sweep dir> --write --refit --out DIR           # the same, written into DIR (a read-only sweep dir)
 """
 
@@ -36,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", action="store_true", help="write PNG figures into --out")
     p.add_argument("--out", type=Path, help="where --write, --plot and --refit write (default: the sweep dir, <sweep dir>/refit for "
                    "--refit; . for --plot of several paths); --write there puts every path's runs in one table")  # fmt: skip
+    p.add_argument("--tensorboard", type=Path, metavar="OUT", help="write the runs as TensorBoard's HParams dashboard into OUT")
+    p.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML report (tables and figures) to FILE")
     p.add_argument("--refit", action="store_true", help="retrain the rank-1 config on train+validation rows, score it on the test split")
     return p
 
@@ -83,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             _write(args, runs)
         if args.plot:
             _plot(args, runs, summary)
+        if args.tensorboard:
+            _tensorboard(args.tensorboard, runs)
+        if args.html:
+            _html(args.html, runs, summary)
         return _refit(args) if args.refit else 0
     except Unwritable as error:
         print(f"sweep-results: {error}", file=sys.stderr)
@@ -108,6 +116,23 @@ def _plot(args: argparse.Namespace, runs: pd.DataFrame, summary: pd.DataFrame) -
         written = plot_sweep(runs, summary, out)
     for path in written:
         print(f"wrote {path}")
+
+
+def _tensorboard(out: Path, runs: pd.DataFrame) -> None:
+    from sweep.viewers.tensorboard import write_tensorboard
+
+    with writing(out):
+        written = write_tensorboard(runs, out)
+    print(f"wrote {len(written)} runs into {out} (tensorboard --logdir {out})")
+
+
+def _html(path: Path, runs: pd.DataFrame, summary: pd.DataFrame) -> None:
+    from sweep.viewers.html import write_report
+
+    with writing(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_report(runs, summary, path)
+    print(f"wrote {path}")
 
 
 def _refit(args: argparse.Namespace) -> int:

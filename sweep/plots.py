@@ -1,6 +1,6 @@
 """Figures of a sweep, written as PNG files: no display, no pyplot state (``matplotlib.figure.Figure`` on Agg).
 
-:func:`plot_sweep` picks the figures the sweep supports; each ``*_figure`` function
+:func:`figures` picks the figures the sweep supports, :func:`plot_sweep` writes them; each ``*_figure`` function
 returns a ``Figure`` (or ``None`` when the sweep has nothing to draw for it).
 """
 
@@ -13,11 +13,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sweep.records import HISTORY, atomic_write
-from sweep.results import greater_is_better, is_config_key, runs_of, scored
+from sweep.records import atomic_write
+from sweep.results import greater_is_better, history_of, is_config_key, runs_of, scored
 
 #: Keys swept over orders of magnitude: drawn on log axes.
 LOG_KEYS = ("optimizer.lr", "regularizer.l2", "regularizer.l1")
+#: Resolution of the PNG files.
+DPI = 100
 
 
 def ranked_metric(summary: pd.DataFrame) -> str:
@@ -36,31 +38,35 @@ def numeric_keys(summary: pd.DataFrame) -> list[str]:
 
 
 def plot_sweep(runs: pd.DataFrame, summary: pd.DataFrame, out_dir: str | Path, top: int = 3) -> list[Path]:
-    """Write every figure the sweep supports into ``out_dir``; return their paths.
+    """Write every figure of :func:`figures` into ``out_dir`` as ``<name>.png``; return their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, figure in figures(runs, summary, top).items():
+        atomic_write(out_dir / name, lambda tmp, figure=figure: figure.savefig(tmp, dpi=DPI, format="png"))
+        written.append(out_dir / name)
+    return written
+
+
+def figures(runs: pd.DataFrame, summary: pd.DataFrame, top: int = 3) -> dict[str, Figure]:
+    """Every figure the sweep supports, by file name.
 
     Two or more numeric keys: ``heatmap_<metric>.png``; one: ``line_<metric>.png``; runs with
     a ``history.csv``: ``learning_curves_<metric>.png`` (top ``top`` configs); KMeans on
     images: ``centers.png`` (the rank-1 config's cluster centres); a halving search:
     ``halving_rungs.png`` (:func:`rungs_figure`).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     metric = ranked_metric(summary)
     keys = numeric_keys(summary)
     facets = keys[2:] + [k for k in summary.columns if is_config_key(k) and k not in keys]
-    figures = {
+    drawn = {
         f"heatmap_{metric}.png": heatmap_figure(summary, *keys[:2], *facets[:1]) if len(keys) >= 2 else None,
         f"line_{metric}.png": line_figure(summary, keys[0]) if len(keys) == 1 else None,
         f"learning_curves_{metric}.png": learning_curves_figure(runs, summary, top),
         "centers.png": centers_figure(runs, summary),
         "halving_rungs.png": rungs_figure(summary) if "iter" in summary else None,
     }
-    written = []
-    for name, figure in figures.items():
-        if figure is not None:
-            atomic_write(out_dir / name, lambda tmp, figure=figure: figure.savefig(tmp, dpi=100, format="png"))
-            written.append(out_dir / name)
-    return written
+    return {name: figure for name, figure in drawn.items() if figure is not None}
 
 
 def rungs_figure(summary: pd.DataFrame) -> Figure:
@@ -159,7 +165,7 @@ def learning_curves_figure(runs: pd.DataFrame, summary: pd.DataFrame, top: int =
     metric = ranked_metric(summary)
     curves = []
     for _, config in summary.head(top).iterrows():
-        histories = [_history(Path(d)) for d in runs_of(runs, config)["output_dir"]]
+        histories = [history_of(Path(d)) for d in runs_of(runs, config)["output_dir"]]
         histories = [h for h in histories if h is not None and metric in h]
         if histories:
             curve = pd.concat(histories).groupby("epoch").mean(numeric_only=True)
@@ -178,14 +184,6 @@ def learning_curves_figure(runs: pd.DataFrame, summary: pd.DataFrame, top: int =
     ax.set_ylabel(f"{metric} (dashed: {train})" if train != metric else metric)
     ax.legend(fontsize=7)
     return figure
-
-
-def _history(job_dir: Path) -> pd.DataFrame | None:
-    path = job_dir / HISTORY
-    try:
-        return pd.read_csv(path)
-    except (OSError, ValueError):
-        return None
 
 
 def centers_figure(runs: pd.DataFrame, summary: pd.DataFrame) -> Figure | None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sweep.records import MOVED, RECORD, atomic_write, find_records, read_record
+from sweep.records import HISTORY, MOVED, RECORD, atomic_write, find_records, read_record
 from sweep.splits import MIN_VALIDATION_ROWS
 
 RESULTS_CSV = "results.csv"
@@ -379,6 +379,14 @@ def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float, na_value=math.nan)
 
 
+def history_of(job_dir: Path) -> pd.DataFrame | None:
+    """A run's ``history.csv`` (one row per epoch, a ``fold`` column for in-process folds); ``None`` when it has none or it cannot be read."""
+    try:
+        return pd.read_csv(job_dir / HISTORY)
+    except (OSError, ValueError):
+        return None
+
+
 def runs_of(runs: pd.DataFrame, config: pd.Series) -> pd.DataFrame:
     """The rows of ``runs`` that belong to ``config`` (a row of :func:`summarize`): equal on its config keys."""
     match = pd.Series(True, index=runs.index)
@@ -431,25 +439,37 @@ def write_tables(sweep_dir: str | Path, metric: str | None = None, runs: pd.Data
     return summary
 
 
+def status_line(statuses: list[str]) -> str:
+    """``"40 runs: 38 completed, 1 failed, 1 diverged"`` (statuses that occur, in that order)."""
+    counts = {status: statuses.count(status) for status in ("completed", "failed", "diverged")}
+    parts = [f"{n} {status}" for status, n in counts.items() if n or status == "completed"]
+    return f"{len(statuses)} run{'' if len(statuses) == 1 else 's'}: " + ", ".join(parts)
+
+
+def shown_columns(summary: pd.DataFrame) -> list[str]:
+    """The columns of ``summary`` a reader looks at first: rank, rung, varying keys, the ranking metric's mean and std, counts, time."""
+    rank = summary.columns[0]
+    metric = rank.removeprefix("rank_")
+    keys = [c for c in summary.columns if is_config_key(c)]
+    rung = [c for c in ("bracket", "iter", "n_resources") if c in summary]
+    return [rank, *rung, *keys, f"mean_{metric}", f"std_{metric}", "n_runs", "n_failed", "n_missing", "mean_fit_time_s"]
+
+
 def format_summary(summary: pd.DataFrame, top: int | None = 10) -> str:
-    """The top ``top`` rows of ``summary`` as text: rank, varying keys, the ranking metric's mean and std, counts, time.
+    """The top ``top`` rows of ``summary`` as text, in its :func:`shown_columns`.
 
     The title says when no config has a score; a last line when a config shown was scored
     on fewer than :data:`sweep.splits.MIN_VALIDATION_ROWS` validation rows.
     """
     if summary.empty:
         return "no runs recorded"
-    rank = summary.columns[0]
-    metric = rank.removeprefix("rank_")
-    keys = [c for c in summary.columns if is_config_key(c)]
-    rung = [c for c in ("bracket", "iter", "n_resources") if c in summary]
-    columns = [rank, *rung, *keys, f"mean_{metric}", f"std_{metric}", "n_runs", "n_failed", "n_missing", "mean_fit_time_s"]
+    metric = summary.columns[0].removeprefix("rank_")
     shown = summary.head(top) if top else summary
     direction = "higher" if greater_is_better(metric) else "lower"
     title = f"{len(shown)} of {len(summary)} configs ranked by {metric} ({direction} is better)"
     if not scored(summary, metric).any():
         title = f"no config completed: {len(shown)} of {len(summary)} configs, none ranked by {metric} (each has a failed, diverged or missing run)"
-    lines = [title, shown[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+    lines = [title, shown[shown_columns(summary)].to_string(index=False, float_format=lambda v: f"{v:.4g}")]
     few = shown[shown["min_n_val_rows"] < MIN_VALIDATION_ROWS]
     if not few.empty:
         lines.append(
