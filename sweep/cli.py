@@ -8,6 +8,7 @@
     sweep-results <sweep dir> --refit                             # retrain rank 1 on train+val, score on test
     sweep-results <sweep dir> --tensorboard tb                    # TensorBoard's HParams dashboard: tensorboard --logdir tb
     sweep-results <sweep dir> --html report.html                  # one self-contained page: tables and figures
+    sweep-results <sweep dir> --optuna-journal sweep.journal      # an Optuna study: optuna-dashboard sweep.journal
     sweep-results <sweep dir> --write --refit --out DIR           # the same, written into DIR (a read-only sweep dir)
 """
 
@@ -40,11 +41,16 @@ def parser() -> argparse.ArgumentParser:
                    "--refit; . for --plot of several paths); --write there puts every path's runs in one table")  # fmt: skip
     p.add_argument("--tensorboard", type=Path, metavar="OUT", help="write the runs as TensorBoard's HParams dashboard into OUT")
     p.add_argument("--html", type=Path, metavar="FILE", help="write a self-contained HTML report (tables and figures) to FILE")
+    p.add_argument("--optuna-journal", type=Path, metavar="FILE", help="write the configs as an Optuna study into the journal FILE (optuna-dashboard FILE)")
     p.add_argument("--refit", action="store_true", help="retrain the rank-1 config on train+validation rows, score it on the test split")
     return p
 
 
-class Unwritable(Exception):
+class CommandError(Exception):
+    """What the command cannot do, in one line (exit 2)."""
+
+
+class Unwritable(CommandError):
     """A dir the command was asked to write into cannot be written."""
 
     def __init__(self, target: Path, error: OSError) -> None:
@@ -91,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             _tensorboard(args.tensorboard, runs)
         if args.html:
             _html(args.html, runs, summary)
+        if args.optuna_journal:
+            _optuna_journal(args.optuna_journal, runs, summary)
         return _refit(args) if args.refit else 0
-    except Unwritable as error:
+    except CommandError as error:
         print(f"sweep-results: {error}", file=sys.stderr)
         return 2
 
@@ -133,6 +141,18 @@ def _html(path: Path, runs: pd.DataFrame, summary: pd.DataFrame) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_report(runs, summary, path)
     print(f"wrote {path}")
+
+
+def _optuna_journal(path: Path, runs: pd.DataFrame, summary: pd.DataFrame) -> None:
+    from importlib.util import find_spec
+
+    from sweep.viewers.optuna_journal import write_journal
+
+    if find_spec("optuna") is None:
+        raise CommandError("--optuna-journal needs Optuna: pip install 'sweep[optuna]'")
+    with writing(path.parent):
+        study = write_journal(runs, summary, path)
+    print(f"wrote {len(study.trials)} configs as study {study.study_name!r} into {path} (optuna-dashboard {path})")
 
 
 def _refit(args: argparse.Namespace) -> int:

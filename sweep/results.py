@@ -42,7 +42,7 @@ BOOKKEEPING = frozenset(
         "sweep_dir", "job_num", "status", "error", "fingerprint", "overrides", "output_dir", "started_at",
         "fit_time_s", "elapsed_s", "versions", "fold_metrics", "artifacts", "reused_from", "refit_of", "n_val_rows",
         "n_train_rows", "trained_by", "population_size", "graph_unsupported", "resumed_epochs", "trainer.warm_start",
-        "iter", "n_resources", "bracket", "halving_stopped", "sweep_run", "classes", "test_split_stratified",
+        "iter", "n_resources", "bracket", "halving_stopped", "pareto_front", "sweep_run", "classes", "test_split_stratified",
     }
 )  # fmt: skip
 
@@ -93,7 +93,7 @@ def load(*paths: str | Path) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     skipped: list[tuple[str, str]] = []
     seen: set[Path] = set()
-    rungs: dict[str, Any] = {}  # sweep dir -> its halving search's rungs, or None
+    searches: dict[str, Any] = {}  # sweep dir -> (its halving search's rungs, its study's Pareto front), each or None
     for root in map(Path, paths):
         if not root.exists():
             skipped.append((str(root), "no such file or directory"))
@@ -109,7 +109,7 @@ def load(*paths: str | Path) -> pd.DataFrame:
                 skipped.append((str(path), f"unreadable record ({error})"))
                 continue
             if "refit_of" not in record:
-                rows.append(_row(record, path.parent.resolve(), rungs))
+                rows.append(_row(record, path.parent.resolve(), searches))
     for path, reason in skipped:
         warnings.warn(f"skipped {path}: {reason}", SkippedRecordWarning, stacklevel=2)
     runs = _frame(rows)
@@ -124,19 +124,22 @@ def _dirs_without_record(root: Path) -> list[Path]:
     return sorted(d.parent for d in root.rglob(".hydra") if not any((d.parent / name).exists() for name in (RECORD, MOVED)))
 
 
-def _row(record: dict[str, Any], job_dir: Path, rungs: dict[str, Any]) -> dict[str, Any]:
-    """A record's row; in a halving search's sweep dir, with its rung (:func:`sweep.halving.standing`)."""
+def _row(record: dict[str, Any], job_dir: Path, searches: dict[str, Any]) -> dict[str, Any]:
+    """A record's row; in a halving search's sweep dir, with its rung (:func:`sweep.halving.standing`); in a multi-objective study's, whether it is on the Pareto front."""
     from sweep.halving import rungs_of, standing
+    from sweep.search import pareto_trials
 
     row = {key: value if key == "fold_metrics" else _cell(value) for key, value in record.items()}
     row["output_dir"] = str(job_dir)
     sweep_dir = next((d for d in (job_dir, *job_dir.parents) if (d / MULTIRUN_YAML).is_file()), job_dir)
     row["sweep_dir"] = str(sweep_dir)
-    if str(sweep_dir) not in rungs:
-        rungs[str(sweep_dir)] = rungs_of(sweep_dir)
-    search = rungs[str(sweep_dir)]
-    if search is not None:
-        row |= standing(search.rungs, search.metric, record.get("overrides") or [], record.get("trainer.epochs"))
+    if str(sweep_dir) not in searches:
+        searches[str(sweep_dir)] = (rungs_of(sweep_dir), pareto_trials(sweep_dir))
+    rungs, pareto = searches[str(sweep_dir)]
+    if rungs is not None:
+        row |= standing(rungs.rungs, rungs.metric, record.get("overrides") or [], record.get("trainer.epochs"))
+    if pareto is not None:
+        row["pareto_front"] = record.get("job_num") in pareto and job_dir.parent == sweep_dir
     return row
 
 
@@ -252,7 +255,7 @@ def summarize(runs: pd.DataFrame, metric: str | None = None, aggregate_seeds: bo
     on fewer folds than the others. ``metric`` defaults to the runs' ``task.metric``.
     Configs without a score (:func:`scored`) share the last rank, the number of configs:
     when none has one, none is ranked 1. In a halving search (the runs have ``iter``), a
-    row is a config at a rung, with ``iter``, ``n_resources`` and ``halving_stopped``; the
+    row is a config at a rung, with ``iter``, ``n_resources`` and ``halving_stopped`` (a multi-objective Optuna study adds ``pareto_front``); the
     last rung's rows rank first, then each earlier rung's, by ``metric`` within a rung (as
     scikit-learn's halving searches rank). Sorted by rank.
     """
@@ -287,7 +290,7 @@ def _config_row(sub: pd.DataFrame, names: list[str], metrics: np.ndarray, seeds:
         "min_n_val_rows": _ignoring_nan(np.nanmin, _floats(sub, "n_val_rows")),
         "mean_fit_time_s": _ignoring_nan(np.nanmean, _floats(sub, "fit_time_s")),
     }
-    for column in ("iter", "n_resources", "bracket", "halving_stopped"):  # a halving search's rung, the same for every fold
+    for column in ("iter", "n_resources", "bracket", "halving_stopped", "pareto_front"):  # a halving rung or the Pareto front: the same for every fold
         if column in sub:
             row[column] = sub[column].dropna().iloc[0] if sub[column].notna().any() else None
     fold = sub[FOLD].to_numpy(dtype=float, na_value=math.nan) if FOLD in sub else np.full(len(sub), math.nan)
@@ -451,7 +454,7 @@ def shown_columns(summary: pd.DataFrame) -> list[str]:
     rank = summary.columns[0]
     metric = rank.removeprefix("rank_")
     keys = [c for c in summary.columns if is_config_key(c)]
-    rung = [c for c in ("bracket", "iter", "n_resources") if c in summary]
+    rung = [c for c in ("bracket", "iter", "n_resources", "pareto_front") if c in summary]
     return [rank, *rung, *keys, f"mean_{metric}", f"std_{metric}", "n_runs", "n_failed", "n_missing", "mean_fit_time_s"]
 
 

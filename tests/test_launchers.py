@@ -146,8 +146,9 @@ def test_ray_local_preset_stays_on_loopback():
 def test_optuna_preset_searches_lr_l2_dropout_on_the_mean_over_folds():
     cfg = compose_with_hydra("hparams_search=optuna")
     sweeper = cfg.hydra.sweeper
-    assert sweeper._target_ == "hydra_plugins.sweep_optuna.OptunaSweeper"
-    assert sweeper.direction == "maximize" and sweeper.n_trials >= 1 and sweeper.sampler.seed == 0
+    assert sweeper._target_ == "hydra_plugins.sweep_optuna.optuna_sweeper.OptunaSweeper"
+    assert sweeper.direction is None and sweeper.objectives is None  # task.metric, in its own direction
+    assert sweeper.n_trials >= 1 and sweeper.sampler.seed == 0
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
     assert set(sweeper.params) == {"optimizer.lr", "regularizer.dropout"}
     assert "log" in sweeper.params["optimizer.lr"]
@@ -290,7 +291,7 @@ def test_optuna_tells_failed_runs_as_failed_trials_and_goes_on(tmp_path):
     assert failed and done, "sampler seed 0 should draw both values in 4 trials"
     assert all(r["status"] == "failed" and "n_splits" in r["error"] for r in failed)
     assert all(r["status"] == "completed" for r in done)
-    assert "Failed experiment: no val_accuracy" in proc.stdout + proc.stderr
+    assert f"trial {failed[0]['job_num']} failed: SweepConfigError" in proc.stdout + proc.stderr
     best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
     assert best["best_params"]["validation.n_splits"] == 2
     assert math.isclose(best["best_value"], max(r["val_accuracy"] for r in done), rel_tol=1e-9)

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import run_sweep
 from sweep.plots import figures
-from sweep.results import history_of, load, shown_columns, summarize
+from sweep.results import history_of, load, runs_of, shown_columns, summarize
 
 pytestmark = pytest.mark.slow
 
@@ -149,6 +149,56 @@ def test_in_process_folds_give_each_fold_its_own_curves(tmp_path):
             curve = [value for _, value in scalars[f"fold{fold}/epoch_val_loss"]]
             assert curve == pytest.approx(history[history["fold"] == fold]["val_loss"].tolist(), rel=1e-6)
         assert scalars["val_accuracy"] == [(2, pytest.approx(run["val_accuracy"], rel=1e-6))]
+
+
+# --------------------------------------------------------------------------- an Optuna study
+
+
+def test_every_config_is_a_trial_of_an_optuna_study_that_optuna_dashboard_serves(sweep_dir, tmp_path):
+    optuna = pytest.importorskip("optuna", reason="the optuna extra")
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = tmp_path / "sweep.journal"
+    for _ in range(2):  # written again, the study is replaced, not doubled
+        proc = subprocess.run([SWEEP_RESULTS, str(sweep_dir), "--optuna-journal", str(journal)], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0 and "Warning" not in proc.stderr, proc.stderr
+    study = optuna.load_study(study_name="sweep", storage=JournalStorage(JournalFileBackend(str(journal))))
+    runs, summary = load(sweep_dir), summarize(load(sweep_dir))
+    assert len(study.trials) == len(summary) == 4 and study.direction == optuna.study.StudyDirection.MAXIMIZE
+    for trial, (_, config) in zip(study.trials, summary.iterrows()):
+        assert trial.params == {"optimizer.lr": config["optimizer.lr"], "regularizer.l2": config["regularizer.l2"]}
+        if config["n_failed"]:
+            assert trial.state == optuna.trial.TrialState.FAIL and trial.intermediate_values == {}
+            continue
+        assert trial.value == config["mean_val_accuracy"]
+        folds = [history_of(Path(d)) for d in runs_of(runs, config)["output_dir"]]
+        assert trial.intermediate_values == {e: pytest.approx(sum(h["val_accuracy"][e - 1] for h in folds) / 2) for e in (1, 2, 3)}
+    assert study.best_trial.params["optimizer.lr"] == summary["optimizer.lr"].iloc[0]
+
+    port = free_port()
+    server = subprocess.Popen([str(Path(sys.executable).with_name("optuna-dashboard")), str(journal), "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        studies = _get_when_up(f"http://127.0.0.1:{port}/api/studies", server)["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["sweep"]
+        served = _get_when_up(f"http://127.0.0.1:{port}/api/studies/{studies[0]['study_id']}?after=0", server)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert served["name"] == "sweep" and len(served["trials"]) == 4
+    assert sorted(t["state"] for t in served["trials"]) == ["Complete", "Complete", "Fail", "Fail"]
+
+
+def _get_when_up(url: str, server: subprocess.Popen) -> dict:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                return json.load(response)
+        except OSError:
+            assert time.monotonic() < deadline and server.poll() is None, f"nothing served at {url}"
+            time.sleep(0.5)
 
 
 # ------------------------------------------------------------------------------------- the page
