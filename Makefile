@@ -39,6 +39,8 @@ bench: $(VENV)/.installed-bench
 
 $(VENV)/.installed-bench: $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	# W5 compares the current Optuna with Optuna 2.10 (hydra-optuna-sweeper's pin), installed apart for its child process.
+	$(BIN)/python -m pip install --quiet --no-deps --target $(VENV)/optuna2 "optuna==2.10.1" "sqlalchemy<2" "alembic<1.14"
 	touch $@
 
 clean:

@@ -61,6 +61,7 @@ COLUMNS = [
     *(f"W5_{name}_{what}" for name in ("grid", "halving", "tuner", "optuna") for what in ("s", "acc", "own_acc", "epochs", "config")),
     "W5_halving_over_grid", "W5_halving_over_tuner", "W5_halving_over_optuna", "W5_halving_gap_points",
     "W5_winner_equals_grid_record", "W5_halving_jobs", "W5_tuner_trials", "W5_optuna_trials",
+    *(f"W5_{name}_{what}" for name in ("optuna", "optuna2") for what in ("version", "early_acc", "early_s", "final_acc", "search_s")),
 ]
 
 

@@ -198,14 +198,14 @@ CHILDREN = {"loop": loop, "tuner": tuner, "population": population}
 # ---------------------------------------------------------------------- parent side
 
 
-def measured(cmd: list[str], cwd: Path, log: Path) -> tuple[float, float]:
-    """Run ``cmd`` to completion with its output in ``log``; return its wall time (s) and peak RSS (MB).
+def measured(cmd: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Run ``cmd`` to completion (with ``env`` added to the environment) and its output in ``log``; return its wall time (s) and peak RSS (MB).
 
     The peak is the child's own (``wait4``), so contenders run one after another are not mixed up.
     """
     with open(log, "w") as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)

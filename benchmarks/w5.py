@@ -10,21 +10,26 @@ fresh process, and its wall time includes its own start-up:
 * ``tuner``: keras-tuner's ``Hyperband(max_epochs=27, factor=3)`` over the same space, on a
   holdout split (keras-tuner has no cross-validation: a fifth of the training);
 * ``optuna``: Optuna's TPE sampler with its ``HyperbandPruner`` (1 to 27 epochs, factor 3)
-  around a plain Keras loop on the same holdout, ``TRIALS`` trials.
+  around a plain Keras loop on the same holdout, ``TRIALS`` trials, on the installed Optuna;
+* ``optuna2``: the same on Optuna 2.10 (what hydra-optuna-sweeper pinned), from the dir
+  ``make bench`` installs it into (:data:`OPTUNA2`; skipped when it is absent). Both report
+  their best after ``EARLY`` trials and after all, with the time each took.
 
 Every contender's choice is scored alike: the grid's record of that config (its 5-fold mean
 validation accuracy after 27 epochs). The target: halving's choice within 0.5 points of the
 grid's best, in at most 0.3x the grid's wall time and 0.25x keras-tuner's and Optuna's.
 
     python -m benchmarks.w5 [--quick]          # the four contenders, a table
-    python -m benchmarks.w5 child tuner|optuna OUT [--quick]
+    python -m benchmarks.w5 child tuner|optuna|optuna2 OUT [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +42,10 @@ W5 = Workload("W5", lrs=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2), l2s=(0.0, 1e-4, 1e-3, 1e
 QUICK = Workload("W5", lrs=(1e-3, 1e-2), l2s=(0.0,), dropouts=(0.0, 0.5), folds=5, epochs=3)
 #: Optuna's trials: as many as the grid has configs (TPE may draw a config twice).
 TRIALS = 60
+#: The trials after which Optuna's best so far is reported too.
+EARLY = 20
+#: Optuna 2.10 installed apart (``pip install --target``; ``make bench`` does), put first on the optuna2 child's path.
+OPTUNA2 = ROOT / ".venv" / "optuna2"
 FACTOR = 3
 #: How far (points of accuracy) halving's choice may be from the grid's best.
 WITHIN_POINTS = 0.5
@@ -127,12 +136,23 @@ def optuna_tpe(workload: Workload) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=workload.epochs, reduction_factor=FACTOR)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0), pruner=pruner)
-    study.optimize(objective, n_trials=TRIALS if workload is W5 else 4)
-    best = study.best_trial.params
-    return {"chosen": key(best["lr"], best["l2"], best["dropout"]), "own_score": study.best_value, "trials": len(study.trials), "epochs": sum(epochs_trained)}
+    early, started = (EARLY, 2) if workload is W5 else (2, 2), time.perf_counter()
+    at_early: dict[str, Any] = {}
+
+    def note_early(study: Any, trial: Any) -> None:
+        if len(study.trials) == early[0] and study.best_trial is not None:
+            at_early.update(chosen_early=_chosen(study.best_trial.params), early_s=time.perf_counter() - started)
+
+    study.optimize(objective, n_trials=TRIALS if workload is W5 else 4, callbacks=[note_early])
+    return {"chosen": _chosen(study.best_trial.params), "own_score": study.best_value, "trials": len(study.trials), "epochs": sum(epochs_trained),
+            "version": optuna.__version__, "search_s": time.perf_counter() - started, **at_early}  # fmt: skip
 
 
-CHILDREN = {"tuner": tuner, "optuna": optuna_tpe}
+def _chosen(params: dict[str, Any]) -> str:
+    return key(params["lr"], params["l2"], params["dropout"])
+
+
+CHILDREN = {"tuner": tuner, "optuna": optuna_tpe, "optuna2": optuna_tpe}
 
 
 # ---------------------------------------------------------------------- parent side
@@ -141,7 +161,8 @@ CHILDREN = {"tuner": tuner, "optuna": optuna_tpe}
 def _child(name: str, quick: bool, tmp: Path) -> Outcome:
     out = tmp / f"{name}.json"
     cmd = [sys.executable, "-m", "benchmarks.w5", "child", name, str(out), *(["--quick"] if quick else [])]
-    wall, rss = measured(cmd, ROOT, tmp / f"{name}.log")
+    env = {"PYTHONPATH": os.pathsep.join([str(OPTUNA2), str(ROOT)])} if name == "optuna2" else None
+    wall, rss = measured(cmd, ROOT, tmp / f"{name}.log", env=env)
     data = json.loads(out.read_text())
     return Outcome(wall, data.pop("chosen"), data.pop("own_score"), {**data, "peak_rss_mb": rss})
 
@@ -168,6 +189,7 @@ def bench(quick: bool = False) -> dict[str, Any]:
         grid, records = _sweep("grid", workload, Path(tmp), [])
         halving, rungs = _sweep("halving", workload, Path(tmp), ["hparams_search=halving"])
         tuner_, optuna_ = _child("tuner", quick, Path(tmp)), _child("optuna", quick, Path(tmp))
+        optuna2 = _child("optuna2", quick, Path(tmp)) if (OPTUNA2 / "optuna").is_dir() else None
     truth = {config_key(r): r for r in records}
     row: dict[str, Any] = {}
     for name, outcome in (("grid", grid), ("halving", halving), ("tuner", tuner_), ("optuna", optuna_)):
@@ -180,7 +202,20 @@ def bench(quick: bool = False) -> dict[str, Any]:
     winner = next(r for r in rungs if r["trainer.epochs"] == workload.epochs and config_key(r) == halving.chosen)
     row["W5_winner_equals_grid_record"] = all(repr(winner[m]) == repr(truth[halving.chosen][m]) for m in ("val_accuracy", "val_loss", "train_loss"))
     row["W5_halving_jobs"], row["W5_tuner_trials"], row["W5_optuna_trials"] = halving.extra["jobs"], tuner_.extra["trials"], optuna_.extra["trials"]
+    for name, outcome in (("optuna", optuna_), ("optuna2", optuna2)):
+        if outcome is not None:
+            row |= _optuna_columns(name, outcome, truth)
     return row
+
+
+def _optuna_columns(name: str, outcome: Outcome, truth: dict[str, dict]) -> dict[str, Any]:
+    """An Optuna contender's version and its choice after ``EARLY`` trials and after all, each scored by the grid's record, with its search time."""
+    columns = {f"W5_{name}_version": outcome.extra["version"], f"W5_{name}_search_s": outcome.extra["search_s"]}
+    columns[f"W5_{name}_final_acc"] = truth[outcome.chosen]["val_accuracy"]
+    if "chosen_early" in outcome.extra:
+        columns[f"W5_{name}_early_acc"] = truth[outcome.extra["chosen_early"]]["val_accuracy"]
+        columns[f"W5_{name}_early_s"] = outcome.extra["early_s"]
+    return columns
 
 
 def report(row: dict[str, Any]) -> str:
@@ -192,6 +227,14 @@ def report(row: dict[str, Any]) -> str:
             f"  {label:<22} {row[f'W5_{name}_s']:7.1f} s  {row[f'W5_{name}_epochs']:5d} model-epochs  chose {row[f'W5_{name}_config']:<16} "
             f"5-fold acc {row[f'W5_{name}_acc']:.4f}  own {row[f'W5_{name}_own_acc']:.4f}{ratio}"
         )
+    for name in ("optuna", "optuna2"):
+        if f"W5_{name}_version" in row:
+            lines.append(
+                f"  Optuna {row[f'W5_{name}_version']:<8} TPE: 5-fold acc of its best after {EARLY} trials {row.get(f'W5_{name}_early_acc', float('nan')):.4f} "
+                f"({row.get(f'W5_{name}_early_s', float('nan')):.1f} s), after {row['W5_optuna_trials']} {row[f'W5_{name}_final_acc']:.4f} ({row[f'W5_{name}_search_s']:.1f} s)"
+            )
+    if "W5_optuna2_version" not in row:
+        lines.append(f"  Optuna 2 not run: install it with make bench (into {OPTUNA2.relative_to(ROOT)})")
     lines.append(
         f"  halving: {row['W5_halving_gap_points']:.2f} points below the grid's best (target <= {WITHIN_POINTS}), "
         f"{row['W5_halving_over_grid']:.2f}x the grid (<= 0.3), {row['W5_halving_over_tuner']:.2f}x keras-tuner and "
