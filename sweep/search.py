@@ -86,6 +86,21 @@ def distribution(override: Any) -> Any:
     return CategoricalDistribution(values)
 
 
+def grid(space: dict[str, Any]) -> dict[str, list[Any]]:
+    """``space`` as Optuna's ``GridSampler`` takes it, every value of each key; an interval, which has no list of values, is refused."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    values: dict[str, list[Any]] = {}
+    for key, dist in space.items():
+        if isinstance(dist, CategoricalDistribution):
+            values[key] = list(dist.choices)
+        elif isinstance(dist, IntDistribution) and not dist.log:
+            values[key] = list(range(dist.low, dist.high + 1, dist.step))
+        else:
+            raise SweepConfigError(f"{key}: GridSampler lists values and cannot sweep an interval; give a list, choice(...) or range(...)")
+    return values
+
+
 def l2_or_none(cfg: DictConfig, trial: Any) -> None:
     """Search the L2 penalty as "off, or log-uniform in :data:`L2_RANGE`" (``custom_search_space``).
 
@@ -156,10 +171,19 @@ def tell(study: optuna.Study, trial: Any, job_dir: Path, objectives: list[str]) 
         done = record.get("status") == "completed" and not missing
         why = None if done else record.get("error") or f"{record.get('status')}: no {', '.join(missing)}"
     if why is not None:
-        study.tell(trial, state=TrialState.FAIL)
+        _told(study, trial, state=TrialState.FAIL)
         return why
-    study.tell(trial, [float(v) for v in values])
+    _told(study, trial, values=[float(v) for v in values])
     return None
+
+
+def _told(study: optuna.Study, trial: Any, **outcome: Any) -> None:
+    """``study.tell``, where ``GridSampler``'s "every point visited" (``study.stop()``, allowed only inside ``optimize``) is not an error: the trial is stored."""
+    try:
+        study.tell(trial, **outcome)
+    except RuntimeError as error:
+        if "Study.stop" not in str(error):
+            raise
 
 
 def write_results(study: optuna.Study, objectives: list[str], sweep_dir: Path) -> Path | None:

@@ -145,3 +145,21 @@ def test_bad_directions_and_a_study_of_other_directions_are_one_line(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == (
         "sweep: hydra.sweeper.direction=['minimize']: study 'sweep' in this storage optimizes ['maximize']; use another study_name"
     )
+
+
+def test_a_sampler_that_cannot_be_made_is_one_line(tmp_path):
+    proc = run_sweep("-m", *QUICK_STUDY, "hydra.sweeper.sampler._target_=optuna.samplers.NoSuchSampler", f"hydra.sweep.dir={tmp_path / 's'}",
+                     cwd=tmp_path, check=False)  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("sweep: hydra.sweeper.sampler: ") and "NoSuchSampler" in last, last
+
+
+def test_the_grid_sampler_takes_the_sweeps_lists_and_visits_each_point_once(tmp_path):
+    grid = ["hydra.sweeper.sampler._target_=optuna.samplers.GridSampler", "hydra.sweeper.params={}", "hydra.sweeper.custom_search_space=null",
+            "optimizer.lr=0.001,0.01", "regularizer.dropout=0,0.5", "hydra.sweeper.n_trials=10"]  # fmt: skip
+    run_sweep("-m", *QUICK_STUDY, *grid, f"hydra.sweep.dir={tmp_path / 'grid'}", cwd=tmp_path)
+    points = sorted((r["optimizer.lr"], r["regularizer.dropout"]) for r in records(tmp_path / "grid").values())
+    assert points == [(0.001, 0.0), (0.001, 0.5), (0.01, 0.0), (0.01, 0.5)]
+    proc = run_sweep("-m", *QUICK_STUDY, *grid[:3], "optimizer.lr=interval(1e-3,1e-2)", f"hydra.sweep.dir={tmp_path / 'interval'}", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("sweep: optimizer.lr: GridSampler lists values")

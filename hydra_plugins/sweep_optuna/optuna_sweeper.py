@@ -13,6 +13,7 @@ No ``from __future__ import annotations``: Hydra's plugin scan runs the module o
 """
 
 import logging
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +81,7 @@ class OptunaSweeper(GridSweeper):
             study = search.open_study(self.storage, self.study_name, self._directions(objectives), sweep_dir)
         except search.SweepConfigError as error:
             refuse(str(error))
-        study.sampler = self._sampler(search.finished(study))
+        study.sampler = self._sampler(search.finished(study), space)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         retried = search.retry_interrupted(study)
         if retried:
@@ -94,9 +95,13 @@ class OptunaSweeper(GridSweeper):
 
     def _optimize(self, study: Any, space: Dict[str, Any], fixed: List[str], objectives: List[str], sweep_dir: Path) -> None:
         from sweep import search
+        from sweep.config import refuse
 
         while (size := min(self.n_jobs, self.n_trials - search.finished(study))) > 0:
-            trials = [study.ask(space) for _ in range(size)]
+            try:
+                trials = [study.ask(space) for _ in range(size)]
+            except ImportError as error:  # a sampler whose model needs a package not installed (GPSampler: torch)
+                refuse(f"hydra.sweeper.sampler: {type(study.sampler).__name__} cannot sample: {error}")
             for trial in trials:
                 if self.extend is not None:
                     self.extend(self.config, trial)
@@ -114,15 +119,30 @@ class OptunaSweeper(GridSweeper):
                 print(f"sweep: {failed} of {size} trials failed (hydra.sweeper.max_failure_rate={self.max_failure_rate}); the study stops", file=sys.stderr)
                 return
 
-    def _sampler(self, done: int) -> Any:
+    def _sampler(self, done: int, space: Dict[str, Any]) -> Any:
         """The configured sampler; a continued study's seeded one gets ``seed + done``, so it does not draw its first trials again.
 
-        The same command continued gives the same trials; they are not those of one uninterrupted study.
+        The same command continued gives the same trials; they are not those of one uninterrupted
+        study. Optuna's ``GridSampler`` without a ``search_space`` gets the sweep's lists and ranges.
         """
+        from sweep import search
+        from sweep.config import refuse
+
         config = OmegaConf.to_container(self.sampler, resolve=True) if OmegaConf.is_config(self.sampler) else dict(self.sampler or {})
         if done and config.get("seed") is not None:
             config["seed"] = int(config["seed"]) + done
-        return instantiate(config)
+        if config.get("_target_") == "optuna.samplers.GridSampler" and config.get("search_space") is None:
+            try:
+                config["search_space"] = search.grid(space)
+            except search.SweepConfigError as error:
+                refuse(str(error))
+            self.n_trials = min(self.n_trials, math.prod(len(values) for values in config["search_space"].values()))
+        try:
+            return instantiate(config)
+        except Exception as error:  # noqa: BLE001  Hydra's InstantiationException names the target and the cause
+            from sweep.config import refuse
+
+            refuse(f"hydra.sweeper.sampler: {str(error).splitlines()[0]}")
 
     def _directions(self, objectives: List[str]) -> List[str]:
         """``direction`` as one per objective; by default each metric's own (:func:`sweep.results.greater_is_better`)."""
