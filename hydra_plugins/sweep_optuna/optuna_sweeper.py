@@ -87,13 +87,13 @@ class OptunaSweeper(GridSweeper):
         if retried:
             log.info(f"trials {retried} were cut off by a killed sweep: asked again with the same params")
         try:
-            self._optimize(study, space, fixed, objectives, sweep_dir)
+            self._optimize(study, space, fixed, objectives)
         finally:
             end(self.launcher)
         if search.write_results(study, objectives, sweep_dir) is None:
             print(search.no_trial_completed(self.n_trials, search.finished(study)), file=sys.stderr, flush=True)
 
-    def _optimize(self, study: Any, space: Dict[str, Any], fixed: List[str], objectives: List[str], sweep_dir: Path) -> None:
+    def _optimize(self, study: Any, space: Dict[str, Any], fixed: List[str], objectives: List[str]) -> None:
         from sweep import search
         from sweep.config import refuse
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sweep.viewers import plain
 from sweep.results import greater_is_better, history_of, is_config_key, runs_of, scored
 
 
@@ -39,7 +40,7 @@ def write_journal(runs: pd.DataFrame, summary: pd.DataFrame, path: Path, study_n
     distributions = {key: _distribution(summary[key]) for key in keys}
     ok = scored(summary, metric)
     for index, config in summary.iterrows():
-        params = {key: _choice(config[key]) for key in keys}
+        params = {key: plain(config[key]) for key in keys}
         study.add_trial(
             optuna.trial.create_trial(
                 params=params,
@@ -57,20 +58,7 @@ def _distribution(values: pd.Series) -> Any:
     """A key's distribution: the values it takes, as choices (a sweep lists or draws them; the dashboard plots choices of numbers in order)."""
     from optuna.distributions import CategoricalDistribution
 
-    return CategoricalDistribution(sorted({_choice(v) for v in values}, key=lambda v: (type(v).__name__, v)))
-
-
-def _choice(value: Any) -> Any:
-    """A table cell as an Optuna choice: numbers as numbers, missing as ``None``, anything else as text."""
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value)
-    return value if isinstance(value, str) else str(list(value) if isinstance(value, tuple) else value)
+    return CategoricalDistribution(sorted({plain(v) for v in values}, key=lambda v: (type(v).__name__, v)))
 
 
 def _curve(runs: pd.DataFrame, metric: str) -> dict[int, float]:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from sweep.records import atomic_write
+from sweep.viewers import plain
 from sweep.results import group_keys, history_of, metric_names
 
 #: A key with more distinct numbers than this gets an interval domain, not a list of values.
@@ -82,14 +83,9 @@ def _domain(values: pd.Series) -> Any:
 
 
 def _value(value: Any) -> bool | float | str | None:
-    """A record's value as a hyperparameter: numbers as floats (TensorBoard has one number type), tuples and others as text, a missing value as none."""
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value)
-    return value if isinstance(value, str) else str(list(value) if isinstance(value, tuple) else value)
+    """A cell as a hyperparameter: :func:`sweep.viewers.plain`, with ints as floats (TensorBoard has one number type)."""
+    value = plain(value)
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 def _number(value: Any) -> bool:
