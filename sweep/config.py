@@ -89,6 +89,17 @@ class NpzConfig(DatasetConfig):
 
 
 @dataclass
+class TableConfig(DatasetConfig):
+    _target_: str = "sweep.data.csv"  # or sweep.data.parquet, or a function returning a DataFrame
+    name: str = "csv"
+    path: str = MISSING
+    target: str = MISSING  # the label column
+    features: Optional[list[str]] = None  # null: every column but the target
+    impute: Optional[str] = None  # null: a missing value is refused; mean | median (categorical: most frequent)
+    read_options: dict[str, Any] = field(default_factory=dict)  # passed to pandas' reader: +dataset.read_options.sep=';'
+
+
+@dataclass
 class MLPConfig:
     _target_: str = "sweep.models.mlp"
     name: str = "mlp"
@@ -228,6 +239,7 @@ SCHEMAS: dict[tuple[str | None, str], type] = {
     ("dataset", "keras_npz_schema"): KerasNpzConfig,
     ("dataset", "synthetic_schema"): SyntheticConfig,
     ("dataset", "npz_schema"): NpzConfig,
+    ("dataset", "table_schema"): TableConfig,
     ("model", "mlp_schema"): MLPConfig,
     ("model", "cnn_schema"): CNNConfig,
     ("model", "kmeans_schema"): KMeansConfig,
@@ -301,6 +313,7 @@ RANGES: tuple[tuple[str | None, str, Callable[[Any], bool], str], ...] = (
     (None, "seed", _seed, _SEEDS),
     ("validation", "seed", _seed, _SEEDS),
     ("dataset", "split_seed", _seed, _SEEDS),
+    ("dataset", "impute", lambda v: v in (None, "mean", "median"), "must be null (missing values refused), mean or median"),
     ("dataset", "test_size", lambda v: _number(v) and 0 < v < 1, "must be a fraction in (0, 1)"),
     ("optimizer", "lr", lambda v: _number(v) and v > 0, "must be a finite number > 0"),
     ("optimizer", "rho", lambda v: _number(v) and 0 <= v < 1, "must be in [0, 1)"),

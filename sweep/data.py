@@ -1,31 +1,44 @@
 """Datasets as arrays, checked and scaled, with the held-out test split cut off first.
 
-A loader is any function returning :class:`Arrays`; ``dataset._target_`` names it and
-every other key of the ``dataset`` node except ``name``, ``test_size``, ``stratify``
-and ``split_seed`` is passed to it. Loaders that ship a test split of their own
-(the Keras ``.npz`` files) keep it; the others get one cut by ``test_size``.
+A loader is any function returning :class:`Arrays`, an ``(x, y)`` tuple or a pandas
+DataFrame whose label column ``dataset.target`` names; ``dataset._target_`` names it and
+every other key of the ``dataset`` node except ``name``, :data:`SPLIT_KEYS` and
+:data:`TABLE_KEYS` is passed to it. Loaders that ship a test split of their own (the
+Keras ``.npz`` files) keep it; the others get one cut by ``test_size``.
 
-Nothing a sweep sees depends on the test rows: the inputs are scaled by the non-test
-rows alone, and labels (any whole numbers or strings) become class indices 0..K-1 in
-sorted order, the original labels kept on the :class:`Dataset`.
+Nothing a sweep sees depends on the test rows: array inputs are scaled by the non-test
+rows' min and max, a table's columns by a scikit-learn ``ColumnTransformer`` fitted on the
+non-test rows (numeric columns onto [0, 1], categorical ones one-hot, missing values
+imputed only when ``dataset.impute`` says so), and labels (any whole numbers or strings)
+become class indices 0..K-1 in sorted order, the original labels kept on the :class:`Dataset`.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
 import os
-from dataclasses import dataclass
-from functools import lru_cache
+import sys
+from dataclasses import dataclass, replace
+from collections.abc import Callable
+from functools import lru_cache, partial
 from pathlib import Path
+
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.config import SweepConfigError, build
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 SPLIT_KEYS = ("test_size", "stratify", "split_seed")
+#: How a table becomes arrays: its label column, its feature columns (null: all others), how missing values are filled.
+TABLE_KEYS = ("target", "features", "impute")
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +47,9 @@ log = logging.getLogger(__name__)
 class Arrays:
     """What a loader returns: inputs, labels, an optional test split of its own, and where it came from."""
 
-    x: np.ndarray
+    x: np.ndarray | pd.DataFrame
     y: np.ndarray
-    x_test: np.ndarray | None = None
+    x_test: np.ndarray | pd.DataFrame | None = None
     y_test: np.ndarray | None = None
     source: str = ""
 
@@ -48,6 +61,8 @@ class Dataset:
     ``y`` and ``y_test`` are class indices; ``classes[i]`` is the original label of class
     ``i`` (``None``: the labels were already 0..K-1). ``stratified`` says whether the test
     split was cut stratified on ``y`` (``None``: the loader shipped its own test split).
+    ``preprocessor``: a table's fitted ``ColumnTransformer`` (``transform`` turns rows of the
+    table into the model's inputs); ``None`` for arrays.
     """
 
     name: str
@@ -57,6 +72,30 @@ class Dataset:
     y_test: np.ndarray
     stratified: bool | None = None
     classes: tuple[int | str, ...] | None = None
+    preprocessor: Any = None
+
+    def about(self) -> dict[str, Any]:
+        """What a record says of the dataset: whether its test split was stratified, the labels behind class indices."""
+        about: dict[str, Any] = {"test_split_stratified": self.stratified}
+        if self.classes is not None:
+            about["classes"] = list(self.classes)
+        return about
+
+    def artifacts(self) -> dict[str, Callable[[str], Any]]:
+        """What a saved model needs beside it to be used on new rows: ``classes.json`` (the label of each class index)
+        and, for a table, ``preprocessor.joblib`` (the fitted ``ColumnTransformer`` making its inputs)."""
+        out: dict[str, Callable[[str], Any]] = {}
+        if self.classes is not None:
+            out["classes.json"] = partial(_write_json, list(self.classes))
+        if self.preprocessor is not None:
+            import joblib
+
+            out["preprocessor.joblib"] = partial(joblib.dump, self.preprocessor)
+        return out
+
+
+def _write_json(value: Any, path: str) -> None:
+    Path(path).write_text(json.dumps(value) + "\n")
 
 
 # ------------------------------------------------------------------------- loaders
@@ -101,6 +140,34 @@ def npz(path: str) -> Arrays:
         return Arrays(arrays["x"], arrays["y"], source=str(file))
 
 
+def csv(path: str, read_options: dict[str, Any] | None = None) -> pd.DataFrame:
+    """A CSV file read by ``pandas.read_csv`` (``read_options`` passed on); ``dataset.target`` names its label column."""
+    import pandas as pd
+
+    return _read_table(path, "CSV", lambda file: pd.read_csv(file, **(read_options or {})))
+
+
+def parquet(path: str, read_options: dict[str, Any] | None = None) -> pd.DataFrame:
+    """A Parquet file read by ``pandas.read_parquet`` (pyarrow); ``dataset.target`` names its label column."""
+    import pandas as pd
+
+    return _read_table(path, "Parquet", lambda file: pd.read_parquet(file, **(read_options or {})))
+
+
+def _read_table(path: str, kind: str, read: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise SweepConfigError(f"dataset.path: no file at {file}")
+    try:
+        frame = read(file)
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise SweepConfigError(f"dataset.path: cannot read {file} as {kind} ({type(error).__name__}: {first})") from None
+    if frame.empty:
+        raise SweepConfigError(f"dataset.path: {file} has no rows")
+    return frame
+
+
 def synthetic(
     n_samples: int = 1000, n_features: int = 20, n_informative: int | None = None, n_classes: int = 3, seed: int = 0
 ) -> Arrays:
@@ -139,11 +206,15 @@ def _require_keys(arrays, file: Path, keys: tuple[str, ...]) -> None:
 # ---------------------------------------------------------------- checks, scaling
 
 
-def _checked(x: np.ndarray, y: np.ndarray, source: str, part: str) -> tuple[np.ndarray, np.ndarray]:
-    x, y = np.asarray(x), np.asarray(y).reshape(-1)
+def _checked(x: Any, y: Any, source: str, part: str, impute: str | None) -> tuple[Any, np.ndarray]:
+    """``x`` (an array, or a table checked column by column) and ``y`` as labels, refused in one line naming the source."""
+    y = np.asarray(y).reshape(-1)
+    x = x if _is_frame(x) else np.asarray(x)
     if len(x) != len(y):
         raise SweepConfigError(f"dataset: {source}: {part} x has {len(x)} rows but y has {len(y)}")
-    if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+    if _is_frame(x):
+        _check_table(x, source, part, impute)
+    elif not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
         raise SweepConfigError(f"dataset: {source}: {part} x contains NaN, inf or non-numbers")
     return x, _labels(y, f"dataset: {source}: {part} y")
 
@@ -229,12 +300,12 @@ def load_dataset(cfg: DictConfig) -> Dataset:
 def _load(key: str) -> Dataset:
     cfg = OmegaConf.create(json.loads(key))
     arrays = _built(cfg)
-    source = arrays.source or cfg.name
-    x, y = _checked(arrays.x, arrays.y, source, "training")
+    source, impute = arrays.source or cfg.get("path") or cfg.name, cfg.get("impute")
+    x, y = _checked(arrays.x, arrays.y, source, "training", impute)
     if len(np.unique(y)) < 2:
         raise SweepConfigError(f"dataset: {source}: y has a single class; at least two are needed")
     if arrays.x_test is not None and arrays.y_test is not None:
-        x_test, y_test = _checked(arrays.x_test, arrays.y_test, source, "test")
+        x_test, y_test = _checked(arrays.x_test, arrays.y_test, source, "test", impute)
         stratified = None
     else:
         from sklearn.model_selection import train_test_split
@@ -242,22 +313,133 @@ def _load(key: str) -> Dataset:
         stratified = bool(cfg.stratify) and _stratifiable(y, cfg.test_size, source)
         rows = np.arange(len(y))
         dev, test = train_test_split(rows, test_size=cfg.test_size, stratify=y if stratified else None, random_state=cfg.split_seed)
-        x, y, x_test, y_test = x[dev], y[dev], x[test], y[test]
+        x, y, x_test, y_test = _rows(x, dev), y[dev], _rows(x, test), y[test]
     y, y_test, classes = _encoded(y, y_test, source)
-    offset, scale = _unit_scaler(x)  # the sweep's rows alone: test rows move nothing the sweep sees
-
-    def unit(a: np.ndarray) -> np.ndarray:
-        return _frozen((a.astype("float64") - offset) / scale, "float32")
-
+    scaled, preprocessor = _scaler(x, impute)  # fitted on the sweep's rows alone: test rows move nothing the sweep sees
     y, y_test = _frozen(y, "int64"), _frozen(y_test, "int64")
-    return Dataset(cfg.name, unit(x), y, unit(x_test), y_test, stratified=stratified, classes=classes)
+    return Dataset(cfg.name, scaled(x), y, scaled(x_test), y_test, stratified, classes, preprocessor)
 
 
 def _built(cfg: DictConfig) -> Arrays:
-    """What ``cfg._target_`` returns, refused in one line naming the loader unless it is :class:`Arrays`."""
-    arrays = build(cfg, reserved=SPLIT_KEYS)
-    if not isinstance(arrays, Arrays):
+    """What ``cfg._target_`` returns as :class:`Arrays` (a DataFrame split by ``dataset.target``, a tuple as ``x, y``), features selected.
+
+    Anything else is refused in one line naming the loader.
+    """
+    built = build(cfg, reserved=SPLIT_KEYS + TABLE_KEYS)
+    loader = f"dataset._target_={cfg._target_}"
+    if _is_frame(built):
+        built = _split_target(built, cfg.get("target"), loader, str(cfg.get("path") or ""))
+    elif isinstance(built, tuple) and len(built) == 2:
+        built = Arrays(*built)
+    if not isinstance(built, Arrays):
         raise SweepConfigError(
-            f"dataset._target_={cfg._target_} returned {type(arrays).__name__}; expected sweep.data.Arrays(x, y)"
+            f"{loader} returned {type(built).__name__}; expected sweep.data.Arrays(x, y), an (x, y) tuple "
+            f"or a pandas DataFrame (with dataset.target naming its label column)"
         )
-    return arrays
+    features = cfg.get("features")
+    if features is None:
+        return built
+    if not _is_frame(built.x):
+        raise SweepConfigError(f"dataset.features: {loader} returned arrays, not a table with named columns")
+    return replace(built, x=_columns(built.x, list(features), "dataset.features", built.source),
+                   x_test=None if built.x_test is None else _columns(built.x_test, list(features), "dataset.features", built.source))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _is_frame(obj: Any) -> bool:
+    """Whether ``obj`` is a pandas DataFrame (pandas imported only by whoever made one)."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(obj, pandas.DataFrame)
+
+
+def _rows(x: Any, rows: np.ndarray) -> Any:
+    return x.iloc[rows] if _is_frame(x) else x[rows]
+
+
+def _columns(frame: pd.DataFrame, names: list[str], key: str, source: str) -> pd.DataFrame:
+    """The columns ``names`` of ``frame``; a name it lacks is refused naming ``key``, the columns it has and the closest."""
+    have = [str(column) for column in frame.columns]
+    for name in names:
+        if name not in have:
+            close = difflib.get_close_matches(str(name), have, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            sep = next((sep for sep in ";\t|" if len(have) == 1 and sep in have[0]), None)
+            hint = f"; one column: does the file separate them by {sep!r}? +dataset.read_options.sep={sep!r}" if sep else hint
+            raise SweepConfigError(f"{key}: no column {name!r} in {source or 'the table'} (its columns: {', '.join(have[:20])}){hint}")
+    return frame[names]
+
+
+def _split_target(frame: pd.DataFrame, target: str | None, loader: str, source: str) -> Arrays:
+    """A table as :class:`Arrays`: column ``target`` the labels (none missing), every other column a feature."""
+    if target is None:
+        raise SweepConfigError(f"{loader} returned a DataFrame; name its label column with dataset.target=<column> "
+                               f"(its columns: {', '.join(map(str, frame.columns[:20]))})")  # fmt: skip
+    labels = _columns(frame, [target], "dataset.target", source)[target]
+    missing = int(labels.isna().sum())
+    if missing:
+        raise SweepConfigError(f"dataset.target: column {target!r} of {source or 'the table'} has {missing} missing label(s)")
+    return Arrays(frame.drop(columns=[target]), labels.to_numpy(), source=source)
+
+
+def _column_kind(column: pd.Series) -> str | None:
+    """``"numeric"`` (numbers, booleans), ``"categorical"`` (strings, categories) or ``None`` (anything else: dates, objects)."""
+    from pandas.api import types
+
+    if types.is_bool_dtype(column.dtype) or types.is_numeric_dtype(column.dtype):
+        return "numeric"
+    if isinstance(column.dtype, types.CategoricalDtype) or types.is_string_dtype(column.dtype):
+        return "categorical" if all(isinstance(value, str) for value in column.dropna()) else None
+    return None
+
+
+def _check_table(frame: pd.DataFrame, source: str, part: str, impute: str | None) -> None:
+    """Refuse a column sweep cannot encode, a missing value unless ``impute`` fills it, and an infinite number; each naming the column."""
+    if frame.shape[1] == 0:
+        raise SweepConfigError(f"dataset: {source}: the table has no feature columns")
+    for name in frame.columns:
+        column = frame[name]
+        kind = _column_kind(column)
+        if kind is None:
+            raise SweepConfigError(f"dataset: {source}: column {name!r} ({column.dtype}) is neither numbers nor strings; "
+                                   f"convert it or leave it out with dataset.features")  # fmt: skip
+        missing = int(column.isna().sum())
+        if missing and impute is None:
+            raise SweepConfigError(f"dataset: {source}: column {name!r} has {missing} missing value(s){' in its test rows' if part == 'test' else ''}; "
+                                   f"fill them or set dataset.impute=mean|median (fitted on the non-test rows)")  # fmt: skip
+        if kind == "numeric" and np.isinf(column.to_numpy("float64", na_value=np.nan)).any():
+            raise SweepConfigError(f"dataset: {source}: column {name!r} has infinite values")
+
+
+def _table_preprocessor(frame: pd.DataFrame, impute: str | None):
+    """A ``ColumnTransformer``: numeric columns imputed (``impute``) and scaled onto [0, 1], categorical ones imputed
+    (most frequent) and one-hot encoded (a category unseen when fitted encodes as all zeros)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, OneHotEncoder
+
+    kinds = {name: _column_kind(frame[name]) for name in frame.columns}
+    numeric = make_pipeline(*([SimpleImputer(strategy=impute)] if impute else []), MinMaxScaler())
+    categorical = make_pipeline(
+        *([SimpleImputer(strategy="most_frequent")] if impute else []),
+        OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+    )
+    return ColumnTransformer(
+        [
+            ("numeric", numeric, [name for name, kind in kinds.items() if kind == "numeric"]),
+            ("categorical", categorical, [name for name, kind in kinds.items() if kind == "categorical"]),
+        ],
+        sparse_threshold=0.0,
+        verbose_feature_names_out=False,
+    )
+
+
+def _scaler(x: Any, impute: str | None) -> tuple[Callable[[Any], np.ndarray], Any]:
+    """The scaling fitted on ``x`` (to apply to it and the test rows) and, for a table, the fitted preprocessor."""
+    if _is_frame(x):
+        preprocessor = _table_preprocessor(x, impute).fit(x)
+        return (lambda rows: _frozen(preprocessor.transform(rows), "float32")), preprocessor
+    offset, scale = _unit_scaler(x)
+    return (lambda rows: _frozen((rows.astype("float64") - offset) / scale, "float32")), None

@@ -138,11 +138,11 @@ def refit(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: boo
     try:
         validate(cfg)
         data = load_dataset(cfg.dataset)
-        record |= {"n_train_rows": len(data.y), "n_test_rows": len(data.y_test)}
+        record |= data.about() | {"n_train_rows": len(data.y), "n_test_rows": len(data.y_test)}
         [fit] = fit_members([Member.of_arrays(cfg, data.x, data.y, data.x_test, data.y_test)])
         record |= as_test_metrics(fit.metrics)
         record["status"] = "diverged" if fit.diverged else "completed"
-        for name, write in fit.artifacts.items():
+        for name, write in {**fit.artifacts, **(data.artifacts() if fit.artifacts else {})}.items():
             atomic_write(out_dir / name, write)
     except Exception as error:
         record["error"] = f"{type(error).__name__}: {error}"

@@ -114,8 +114,8 @@ def run_job(cfg: DictConfig, job: Job, trained: Trained | None = None) -> dict[s
     start = time.perf_counter()
     try:
         data, fits = trained if trained is not None else train([cfg], [check(cfg)])[0]
-        record |= _about_data(data) | _metrics(fits)
-        record["artifacts"] = artifact_sizes(job.dir, _write_outputs(job.dir, fits))
+        record |= data.about() | _metrics(fits)
+        record["artifacts"] = artifact_sizes(job.dir, _write_outputs(job.dir, fits, data))
         record["status"] = "diverged" if any(fit.diverged for _, fit in fits) else "completed"
         if record["status"] == "diverged":
             record["error"] = f"loss diverged: NaN or inf, or above {LOSS_BOUND:g} or {LOSS_GROWTH:g} x its first epoch's"
@@ -221,16 +221,9 @@ def _metrics(fits: list[tuple[int | None, Fitted]]) -> dict[str, Any]:
     return out | about
 
 
-def _about_data(data: Dataset) -> dict[str, Any]:
-    """What the record says of the dataset: whether its test split was stratified, the labels behind class indices."""
-    about: dict[str, Any] = {"test_split_stratified": data.stratified}
-    if data.classes is not None:
-        about["classes"] = list(data.classes)
-    return about
-
-
-def _write_outputs(job_dir: Path, fits: list[tuple[int | None, Fitted]]) -> list[str]:
-    """Write the history (a ``fold`` column when several folds ran) and each fit's artifacts, atomically; return their names."""
+def _write_outputs(job_dir: Path, fits: list[tuple[int | None, Fitted]], data: Dataset) -> list[str]:
+    """Write the history (a ``fold`` column when several folds ran), each fit's artifacts and, beside a saved model,
+    the dataset's (:meth:`sweep.data.Dataset.artifacts`), atomically; return their names."""
     several = len(fits) > 1
     history = [{"fold": index, **row} if several else row for index, fit in fits for row in fit.history]
     written = []
@@ -243,4 +236,8 @@ def _write_outputs(job_dir: Path, fits: list[tuple[int | None, Fitted]]) -> list
             filename = f"{path.stem}_fold{index}{path.suffix}" if several else name
             atomic_write(job_dir / filename, write)
             written.append(filename)
+    if any(fit.artifacts for _, fit in fits):
+        for name, write in data.artifacts().items():
+            atomic_write(job_dir / name, write)
+            written.append(name)
     return written
