@@ -44,8 +44,9 @@ def refuse(message: str) -> NoReturn:
 
 @dataclass
 class TaskConfig:
-    name: str = "classify"  # classify | cluster: which task function runs
+    name: str = "classify"  # classify | regress | cluster: which task function runs
     metric: str = "val_accuracy"  # the value the entrypoint returns to Hydra sweepers
+    loss: Optional[str] = None  # task=regress: mse | mae | huber (classify: sparse cross-entropy, always)
 
 
 @dataclass
@@ -78,6 +79,30 @@ class SyntheticConfig(DatasetConfig):
     n_features: int = 20
     n_informative: Optional[int] = None  # null: half the features
     n_classes: int = 3
+    seed: int = 0
+
+
+@dataclass
+class DiabetesConfig(DatasetConfig):
+    _target_: str = "sweep.data.diabetes"
+    name: str = "diabetes"
+
+
+@dataclass
+class CaliforniaHousingConfig(DatasetConfig):
+    _target_: str = "sweep.data.california_housing"
+    name: str = "california_housing"
+    download: bool = True  # fetch into scikit-learn's data home when missing
+
+
+@dataclass
+class SyntheticRegressionConfig(DatasetConfig):
+    _target_: str = "sweep.data.synthetic_regression"
+    name: str = "synthetic_regression"
+    n_samples: int = 1000
+    n_features: int = 20
+    n_informative: Optional[int] = None  # null: half the features
+    noise: float = 10.0  # the standard deviation of the noise added to the target
     seed: int = 0
 
 
@@ -214,6 +239,7 @@ class Config:
 
 
 _CLUSTER_SCORES = ("inertia", "ari", "nmi", "silhouette")
+_FIT = ("best_epoch", "epochs_run", "restored_epoch", "fit_time_s")
 
 #: The metrics each task reports (``sweep.engines.fitted.summarize``, ``sweep.engines.sklearn_fit``), by ``task.name``.
 TASK_METRICS: dict[str, tuple[str, ...]] = {
@@ -223,11 +249,9 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
         "val_loss",
         "val_accuracy",
         "best_val_accuracy",
-        "best_epoch",
-        "epochs_run",
-        "restored_epoch",
-        "fit_time_s",
+        *_FIT,
     ),
+    "regress": ("train_loss", "train_mae", "train_mse", "val_loss", "val_mae", "val_mse", "val_r2", "best_val_mse", *_FIT),
     "cluster": (*_CLUSTER_SCORES, *(f"train_{score}" for score in _CLUSTER_SCORES), "fit_time_s"),
 }
 
@@ -239,6 +263,9 @@ SCHEMAS: dict[tuple[str | None, str], type] = {
     ("dataset", "keras_npz_schema"): KerasNpzConfig,
     ("dataset", "synthetic_schema"): SyntheticConfig,
     ("dataset", "npz_schema"): NpzConfig,
+    ("dataset", "synthetic_regression_schema"): SyntheticRegressionConfig,
+    ("dataset", "diabetes_schema"): DiabetesConfig,
+    ("dataset", "california_housing_schema"): CaliforniaHousingConfig,
     ("dataset", "table_schema"): TableConfig,
     ("model", "mlp_schema"): MLPConfig,
     ("model", "cnn_schema"): CNNConfig,
@@ -275,8 +302,13 @@ def config_dir() -> str:
 
 #: The groups of a run's config; a node a schema describes takes no key the schema lacks.
 GROUPS = ("task", "dataset", "model", "regularizer", "optimizer", "validation", "trainer")
-#: What Keras' EarlyStopping finds in the logs of a model compiled with ``metrics=["accuracy"]`` (sweep.engines.keras_fit).
-MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+#: What Keras' EarlyStopping finds in the logs of a model compiled by :mod:`sweep.engines.keras_fit`, by ``task.name``.
+MONITORS = {
+    "classify": ("val_loss", "val_accuracy", "loss", "accuracy"),
+    "regress": ("val_loss", "val_mae", "val_mse", "loss", "mae", "mse"),
+}
+#: ``task.loss`` of task=regress: Keras' names.
+REGRESSION_LOSSES = ("mse", "mae", "huber")
 #: NumPy's (and so scikit-learn's and Keras') largest seed.
 SEED_MAX = 2**32 - 1
 #: Keras' names for keys the schemas spell otherwise (sweep passes ``optimizer.lr`` as ``learning_rate``).
@@ -369,16 +401,21 @@ def _check_known_keys(node: DictConfig, group: str | None) -> None:
 
 
 def _check_task(task: Any) -> None:
-    """``task.name`` is a task, ``task.metric`` one of the metrics it reports."""
+    """``task.name`` is a task, ``task.metric`` one of the metrics it reports, ``task.loss`` one regressions take."""
     name = task.get("name")
-    _check(name in TASK_METRICS, "task.name", name, f"must be {' or '.join(TASK_METRICS)}")
+    _check(name in TASK_METRICS, "task.name", name, f"must be {', '.join(TASK_METRICS)}")
     reported = TASK_METRICS[name]
     _check_choice(task, "metric", "task", reported, f"not a metric of task={name} (one of: {', '.join(reported)})")
+    if name == "regress":
+        _check_choice(task, "loss", "task", REGRESSION_LOSSES, f"must be one of {', '.join(REGRESSION_LOSSES)}")
+    else:
+        _check(task.get("loss") is None, "task.loss", task.get("loss"), f"task=regress's alone; task={name} has its own")
 
 
-def _check_monitor(trainer: Any) -> None:
-    """``trainer.early_stopping_monitor`` is a value Keras logs."""
-    _check_choice(trainer, "early_stopping_monitor", "trainer", MONITORS, f"must be one of {', '.join(MONITORS)}")
+def _check_monitor(task: Any, trainer: Any) -> None:
+    """``trainer.early_stopping_monitor`` is a value Keras logs for the task."""
+    monitors = MONITORS.get(task.get("name"), MONITORS["classify"])
+    _check_choice(trainer, "early_stopping_monitor", "trainer", monitors, f"must be one of {', '.join(monitors)}")
 
 
 def _check_choice(node: Any, key: str, group: str, choices: Collection[str], allowed: str) -> None:
@@ -412,8 +449,8 @@ def _check_model(task: Any, model: Any) -> None:
         _check(bool(units) and all(u > 0 for u in units), "model.hidden_units", units, "must be a non-empty list of positive ints")
     if task.get("name") == "cluster":
         _check("n_clusters" in model, "model", model.get("name"), "task=cluster needs a clustering model (model=kmeans)")
-    elif task.get("name") == "classify":
-        _check("n_clusters" not in model, "model", model.get("name"), "task=classify needs a network (model=mlp or cnn)")
+    elif task.get("name") in ("classify", "regress"):
+        _check("n_clusters" not in model, "model", model.get("name"), f"task={task.name} needs a network (model=mlp or cnn)")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -432,8 +469,11 @@ def validate(cfg: DictConfig) -> None:
         value = (cfg if group is None else nodes[group]).get(key, _ABSENT)
         if value is not _ABSENT:
             _check(ok(value), f"{group}.{key}" if group else key, value, allowed)
-    _check_monitor(nodes["trainer"])
+    _check_monitor(nodes["task"], nodes["trainer"])
     _check_validation(nodes["validation"])
+    if nodes["task"].get("name") == "regress":
+        name = nodes["validation"].get("name")
+        _check(name != "stratified_kfold", "validation", name, "task=regress has no classes to stratify by; use validation=kfold")
     _check_model(nodes["task"], nodes["model"])
 
 

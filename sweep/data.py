@@ -188,6 +188,41 @@ def synthetic(
     return Arrays(x.astype("float32"), y.astype("int64"), source="sklearn make_classification")
 
 
+def diabetes() -> Arrays:
+    """scikit-learn's bundled diabetes regression data (442 patients, 10 features, disease progression); no download."""
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes()
+    return Arrays(bunch.data.astype("float32"), bunch.target.astype("float32"), source="sklearn diabetes")
+
+
+def california_housing(download: bool = True) -> Arrays:
+    """California housing (20,640 districts, 8 features, median house value in $100,000s), by scikit-learn's
+    ``fetch_california_housing``: downloaded into scikit-learn's data home once, read from there after."""
+    from sklearn.datasets import fetch_california_housing, get_data_home
+
+    try:
+        bunch = fetch_california_housing(download_if_missing=download)
+    except OSError as error:
+        raise SweepConfigError(
+            f"dataset=california_housing: not in scikit-learn's data home ({get_data_home()}) and not downloaded "
+            f"({type(error).__name__}: {error}); run once online, or set SCIKIT_LEARN_DATA to a dir holding it"
+        ) from None
+    return Arrays(bunch.data.astype("float32"), bunch.target.astype("float32"), source="sklearn california_housing")
+
+
+def synthetic_regression(
+    n_samples: int = 1000, n_features: int = 20, n_informative: int | None = None, noise: float = 10.0, seed: int = 0
+) -> Arrays:
+    """A regression problem from ``sklearn.datasets.make_regression``, sized by config (``n_informative``: half the features)."""
+    from sklearn.datasets import make_regression
+
+    x, y = make_regression(
+        n_samples=n_samples, n_features=n_features, n_informative=n_informative or max(1, n_features // 2), noise=noise, random_state=seed
+    )
+    return Arrays(x.astype("float32"), y.astype("float32"), source="sklearn make_regression")
+
+
 def _open_npz(file: Path):
     if file.suffix != ".npz":
         raise SweepConfigError(f"dataset.path: {file} is not an .npz file")
@@ -206,8 +241,8 @@ def _require_keys(arrays, file: Path, keys: tuple[str, ...]) -> None:
 # ---------------------------------------------------------------- checks, scaling
 
 
-def _checked(x: Any, y: Any, source: str, part: str, impute: str | None) -> tuple[Any, np.ndarray]:
-    """``x`` (an array, or a table checked column by column) and ``y`` as labels, refused in one line naming the source."""
+def _checked(x: Any, y: Any, source: str, part: str, impute: str | None, regression: bool) -> tuple[Any, np.ndarray]:
+    """``x`` (an array, or a table checked column by column) and ``y`` as labels (``regression``: as numbers), refused in one line naming the source."""
     y = np.asarray(y).reshape(-1)
     x = x if _is_frame(x) else np.asarray(x)
     if len(x) != len(y):
@@ -216,7 +251,18 @@ def _checked(x: Any, y: Any, source: str, part: str, impute: str | None) -> tupl
         _check_table(x, source, part, impute)
     elif not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
         raise SweepConfigError(f"dataset: {source}: {part} x contains NaN, inf or non-numbers")
-    return x, _labels(y, f"dataset: {source}: {part} y")
+    where = f"dataset: {source}: {part} y"
+    return x, _targets(y, where) if regression else _labels(y, where)
+
+
+def _targets(y: np.ndarray, where: str) -> np.ndarray:
+    """``y`` as float64 regression targets; anything but finite numbers is refused."""
+    if y.dtype.kind not in "iufb":
+        raise SweepConfigError(f"{where} must hold numbers for task=regress (its first value: {y[:1].tolist()[0]!r})")
+    y = y.astype("float64")
+    if not np.isfinite(y).all():
+        raise SweepConfigError(f"{where} has {int((~np.isfinite(y)).sum())} NaN or infinite target(s)")
+    return y
 
 
 def _labels(y: np.ndarray, where: str) -> np.ndarray:
@@ -288,36 +334,40 @@ def _frozen(a: np.ndarray, dtype: str) -> np.ndarray:
 # -------------------------------------------------------------------------- loading
 
 
-def load_dataset(cfg: DictConfig) -> Dataset:
+def load_dataset(cfg: DictConfig, regression: bool = False) -> Dataset:
     """Load, check and scale the dataset named by ``cfg`` (the ``dataset`` node) and cut its test split.
 
-    Cached per process on the node's content, so the jobs of a sweep share one load.
+    ``regression``: ``y`` holds numbers to predict (float32, as given), not class labels; the test
+    split is then never stratified. Cached per process on the node's content, so the jobs of a
+    sweep share one load.
     """
-    return _load(json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True))
+    return _load(json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True), regression)
 
 
 @lru_cache(maxsize=4)
-def _load(key: str) -> Dataset:
+def _load(key: str, regression: bool) -> Dataset:
     cfg = OmegaConf.create(json.loads(key))
     arrays = _built(cfg)
     source, impute = arrays.source or cfg.get("path") or cfg.name, cfg.get("impute")
-    x, y = _checked(arrays.x, arrays.y, source, "training", impute)
+    x, y = _checked(arrays.x, arrays.y, source, "training", impute, regression)
     if len(np.unique(y)) < 2:
-        raise SweepConfigError(f"dataset: {source}: y has a single class; at least two are needed")
+        raise SweepConfigError(f"dataset: {source}: y has a single {'value' if regression else 'class'}; at least two are needed")
     if arrays.x_test is not None and arrays.y_test is not None:
-        x_test, y_test = _checked(arrays.x_test, arrays.y_test, source, "test", impute)
+        x_test, y_test = _checked(arrays.x_test, arrays.y_test, source, "test", impute, regression)
         stratified = None
     else:
         from sklearn.model_selection import train_test_split
 
-        stratified = bool(cfg.stratify) and _stratifiable(y, cfg.test_size, source)
+        stratified = bool(cfg.stratify) and not regression and _stratifiable(y, cfg.test_size, source)
         rows = np.arange(len(y))
         dev, test = train_test_split(rows, test_size=cfg.test_size, stratify=y if stratified else None, random_state=cfg.split_seed)
         x, y, x_test, y_test = _rows(x, dev), y[dev], _rows(x, test), y[test]
-    y, y_test, classes = _encoded(y, y_test, source)
+    classes = None
+    if not regression:
+        y, y_test, classes = _encoded(y, y_test, source)
     scaled, preprocessor = _scaler(x, impute)  # fitted on the sweep's rows alone: test rows move nothing the sweep sees
-    y, y_test = _frozen(y, "int64"), _frozen(y_test, "int64")
-    return Dataset(cfg.name, scaled(x), y, scaled(x_test), y_test, stratified, classes, preprocessor)
+    kind = "float32" if regression else "int64"
+    return Dataset(cfg.name, scaled(x), _frozen(y, kind), scaled(x_test), _frozen(y_test, kind), stratified, classes, preprocessor)
 
 
 def _built(cfg: DictConfig) -> Arrays:

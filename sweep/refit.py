@@ -28,7 +28,7 @@ REFIT_DIR = "refit"
 #: Task metrics kept under their own name: they describe the fit, not the rows it is scored on.
 UNRENAMED = frozenset({"epochs_run", "restored_epoch"})
 #: Task metrics dropped: picking an epoch by its test score would be tuning on the test split.
-DROPPED = frozenset({"best_val_accuracy", "best_epoch"})
+DROPPED = frozenset({"best_val_accuracy", "best_val_mse", "best_epoch"})
 
 
 def best_config(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: bool | None = None) -> tuple[Path, DictConfig, dict[str, Any]]:
@@ -137,7 +137,7 @@ def refit(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: boo
     }
     try:
         validate(cfg)
-        data = load_dataset(cfg.dataset)
+        data = load_dataset(cfg.dataset, regression=cfg.task.name == "regress")
         record |= data.about() | {"n_train_rows": len(data.y), "n_test_rows": len(data.y_test)}
         [fit] = fit_members([Member.of_arrays(cfg, data.x, data.y, data.x_test, data.y_test)])
         record |= as_test_metrics(fit.metrics)

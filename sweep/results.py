@@ -52,7 +52,10 @@ GREATER_IS_BETTER = {
     "ari": True,
     "nmi": True,
     "silhouette": True,
+    "r2": True,
     "loss": False,
+    "mse": False,
+    "mae": False,
     "inertia": False,
     "fit_time_s": False,
 }

@@ -56,7 +56,7 @@ def check(cfg: DictConfig) -> tuple[Dataset, list[Fold]]:
     Raises :class:`SweepConfigError` naming the key or file; returns the dataset and folds to train on.
     """
     validate(cfg)
-    data = load_dataset(cfg.dataset)
+    data = load_dataset(cfg.dataset, regression=cfg.task.name == "regress")
     folds = make_folds(cfg.validation, data.y)
     n_clusters = cfg.model.get("n_clusters")
     smallest = min(len(fold.train) for fold in folds)

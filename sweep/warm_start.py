@@ -80,7 +80,7 @@ def _read(cfg: DictConfig, where: Path, members: list[Member]) -> list[Member]:
         if not model.is_file():
             raise OSError(f"no {model.name}")
         history = [_epoch(row) for row in rows if not several or int(row["fold"]) == member.fold]
-        state = load_state(cfg, str(model), member.x.shape[1:], member.n_classes)
+        state = load_state(cfg, str(model), member.x.shape[1:], member.output)
         out.append(replace(member, start=Checkpoint(state, history)))
     return out
 

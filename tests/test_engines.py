@@ -18,13 +18,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import compose_config
+
 from sweep.backend import keras, reset, save_model, seed_everything
-from sweep.engines import LOSS_BOUND, VECTORIZABLE, Fitted, Member, fit_members, graph, group_key, saved
+from sweep.engines import (
+    LOSS_BOUND,
+    VECTORIZABLE,
+    Fitted,
+    Member,
+    fit_members,
+    graph,
+    group_key,
+    saved,
+)
+from sweep.engines.fitted import CLASSIFICATION_COLUMNS
 from sweep.engines.keras_fit import build_model
 from sweep.engines.optimizers import Rule
 from sweep.engines.saved import TrainedState, keras_model
+from sweep.models import Output
 from sweep.run import Job, check, run_job, train
 
 KFOLD = ("trainer.epochs=2", "trainer.save_model=false", "validation=kfold")
@@ -81,8 +92,8 @@ def _holdout(*overrides: str) -> Fitted:
 
 
 def _curve(fit: Fitted) -> np.ndarray:
-    """The history as an array: one row of graph.COLUMNS per epoch run."""
-    return np.array([[row[c] for c in graph.COLUMNS] for row in fit.history])
+    """The history as an array: one row of a classifier's columns per epoch run."""
+    return np.array([[row[c] for c in CLASSIFICATION_COLUMNS] for row in fit.history])
 
 
 def _assert_same_bits(ours: Fitted, theirs: Fitted) -> None:
@@ -165,7 +176,7 @@ def test_optimizer_settings_are_inputs_of_one_graph_per_update_rule() -> None:
             first, second = (fit_members(_members(cfg))[0] for cfg in cfgs)
             assert not np.array_equal(_curve(first), _curve(second)), name
         else:
-            feeds = [graph._inputs(graph.Plan.of(members), members)[7] for members in map(_members, cfgs)]
+            feeds = [graph._inputs(graph.Plan.of(members), members)[8] for members in map(_members, cfgs)]
             assert not np.array_equal(*feeds)  # Feeds.opt
     sgd_rules = [(), ("optimizer.nesterov=true",), ("optimizer.momentum=0.0",), ("optimizer.momentum=0.0", "optimizer.nesterov=true")]
     rules = [Rule.of(compose_config("optimizer=sgd", *more)) for more in sgd_rules]
@@ -198,7 +209,7 @@ def test_steps_equal_keras_train_on_batch_and_leave_the_optimizers_state(optimiz
     x, y = member.x, member.y
     reset()
     seed_everything(cfg.seed)
-    model = build_model(cfg, x.shape[1:], member.n_classes)
+    model = build_model(cfg, x.shape[1:], member.output)
     plan = graph.Plan.of([member])
     population = graph.Population(plan)
     feeds = graph.Feeds.of([tf.constant(v) for v in graph._inputs(plan, [member])])
@@ -208,7 +219,7 @@ def test_steps_equal_keras_train_on_batch_and_leave_the_optimizers_state(optimiz
 
     for start in (0, 32, 64, 0, 96):  # a batch seen twice: the slots' decay, not only their first value
         rows = member.train[start : start + 32]
-        state, loss_sum, hits = population.step(feeds, state, tf.constant(rows[None], tf.int32), one, active, counters)
+        state, (loss_sum, hits) = population.step(feeds, state, tf.constant(rows[None], tf.int32), one, active, counters)
         theirs = model.train_on_batch(x[rows], y[rows], return_dict=True)
         assert float(loss_sum[0]) / 32 == pytest.approx(theirs["loss"], rel=1e-5)  # penalty included
         assert float(hits[0]) / 32 == pytest.approx(theirs["accuracy"], abs=1e-6)
@@ -223,7 +234,7 @@ def test_steps_equal_keras_train_on_batch_and_leave_the_optimizers_state(optimiz
     slots = [[s.numpy()[0].reshape(shape) for s, shape in zip(slot, unstacked)] for slot in state.slots]
     assert len(model.optimizer.variables) == 2 + len(slots) * len(weights)  # iterations, learning rate, slots
     reset()
-    kept = keras_model(cfg, x.shape[1:], member.n_classes, TrainedState(weights, slots, 5))
+    kept = keras_model(cfg, x.shape[1:], member.output, TrainedState(weights, slots, 5))
     for ours, theirs in zip(kept.optimizer.variables, model.optimizer.variables, strict=True):
         _assert_close(ours.numpy(), theirs.numpy(), ours.path)
     for ours, theirs in zip(kept.get_weights(), model.get_weights(), strict=True):
@@ -339,7 +350,7 @@ def _keras_early_stopping(history: list[dict[str, float]], monitor: str, patienc
     model.stop_training = False
     callback.on_train_begin()
     for epoch, row in enumerate(history):
-        callback.on_epoch_end(epoch, {name: row[name] for name in graph.COLUMNS})
+        callback.on_epoch_end(epoch, {name: row[name] for name in CLASSIFICATION_COLUMNS})
         if model.stop_training:
             assert callback.stopped_epoch == epoch
             break
@@ -430,7 +441,7 @@ def test_the_kept_keras_model_saves_the_config_a_fresh_build_would() -> None:
     """After a reset, as the model.fit engine makes before its fits, the kept model is given the config a fresh build has (names included)."""
     saved._TEMPLATES.clear()  # kept models built by earlier tests, in other sessions  # noqa: SLF001
     reset()
-    weights = build_model(compose_config(), (8, 8), 10).get_weights()
+    weights = build_model(compose_config(), (8, 8), Output(10)).get_weights()
     for overrides in [
         ("regularizer.l2=0.01", "regularizer.dropout=0.5", "optimizer.lr=0.001"),
         ("regularizer.l2=0.1", "regularizer.dropout=0.2", "optimizer.lr=0.01"),
@@ -443,9 +454,9 @@ def test_the_kept_keras_model_saves_the_config_a_fresh_build_would() -> None:
         cfg = compose_config(*overrides)
         state = TrainedState(weights, [[np.zeros_like(w) for w in weights] for _ in Rule.of(cfg).slots], 0)
         reset()  # as the model.fit engine does before every fit
-        kept = keras_model(cfg, (8, 8), 10, state)
+        kept = keras_model(cfg, (8, 8), Output(10), state)
         reset()
-        fresh = build_model(cfg, (8, 8), 10)
+        fresh = build_model(cfg, (8, 8), Output(10))
         assert kept.get_config() == fresh.get_config(), overrides
         assert kept.optimizer.get_config() == fresh.optimizer.get_config(), overrides
 
@@ -460,7 +471,7 @@ def test_a_graph_members_model_file_has_a_fresh_builds_layer_names_whatever_was_
         fit.artifacts["model.keras"](str(tmp_path / "model.keras"))
         written = json.loads(zipfile.ZipFile(tmp_path / "model.keras").read("config.json"))
         reset()
-        fresh = build_model(cfg, (8, 8), 10)
+        fresh = build_model(cfg, (8, 8), Output(10))
         assert [layer["config"]["name"] for layer in written["config"]["layers"]] == [layer.name for layer in fresh.layers]
 
 
@@ -475,8 +486,8 @@ def test_every_folds_model_file_is_what_keras_saves_of_it_and_reads_back_as_its_
         for fold, fit in trained.fits:
             ours, theirs = tmp_path / f"{c}-{fold}.keras", tmp_path / f"{c}-{fold}-keras.keras"
             fit.artifacts["model.keras"](str(ours))
-            state = saved.load_state(cfg, str(ours), (8, 8), 10)
-            save_model(keras_model(cfg, (8, 8), 10, state), str(theirs))
+            state = saved.load_state(cfg, str(ours), (8, 8), Output(10))
+            save_model(keras_model(cfg, (8, 8), Output(10), state), str(theirs))
             ours_zip, theirs_zip = zipfile.ZipFile(ours), zipfile.ZipFile(theirs)
             assert ours_zip.namelist() == theirs_zip.namelist()
             assert all(ours_zip.read(name) == theirs_zip.read(name) for name in ("config.json", "model.weights.h5"))
@@ -499,7 +510,7 @@ def test_saving_with_keras_skip_sets_kept_writes_the_same_model_file(tmp_path: P
     """``sweep.backend.save_model`` (Keras' cache of attribute skip-sets mended) writes what ``model.save`` writes."""
     cfg = compose_config("regularizer.dropout=0.5")
     reset()
-    model = build_model(cfg, (64,), 10)
+    model = build_model(cfg, (64,), Output(10))
     model.optimizer.build(model.trainable_variables)
     model.save(tmp_path / "plain.keras")
     save_model(model, str(tmp_path / "kept.keras"))
@@ -534,7 +545,7 @@ def test_group_key_is_equal_exactly_when_only_vectorizable_keys_differ() -> None
     ]
     keys = [group_key(compose_config(*KFOLD, override)) for override in others]
     assert None not in keys and base not in keys and len(set(keys)) == len(keys), others
-    stopping = [group_key(compose_config(*KFOLD, "trainer.early_stopping_patience=2", f"trainer.early_stopping_monitor={m}")) for m in graph.COLUMNS]
+    stopping = [group_key(compose_config(*KFOLD, "trainer.early_stopping_patience=2", f"trainer.early_stopping_monitor={m}")) for m in CLASSIFICATION_COLUMNS]
     assert None not in stopping and len(set(stopping)) == len(stopping)
     # the optimizer's settings other than the learning rate are the population's
     keys = [group_key(compose_config(*KFOLD, *RULES[rule])) for rule in RULES]

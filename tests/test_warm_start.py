@@ -19,6 +19,7 @@ from conftest import compose_config
 from sweep.config import fingerprint, flatten
 from sweep.engines import Checkpoint, Member, fit_members
 from sweep.engines.saved import load_state
+from sweep.models import Output
 from sweep.run import Job, check, run_job
 from test_engines import OPTIMIZERS
 
@@ -78,7 +79,7 @@ def test_members_continuing_in_a_population_have_the_bits_of_their_full_runs(tmp
         cfg = compose_config(*overrides, "trainer.epochs=5")
         history = [{"epoch": int(row["epoch"]), **{k: float(v) for k, v in row.items() if k != "epoch"}} for row in _history(tmp_path / str(i))]
         data, [fold] = check(cfg)
-        start = Checkpoint(load_state(cfg, str(tmp_path / str(i) / "model.keras"), data.x.shape[1:], 10), history)
+        start = Checkpoint(load_state(cfg, str(tmp_path / str(i) / "model.keras"), data.x.shape[1:], Output(10)), history)
         starts.append(Member(cfg, data.x, data.y, fold.train, fold.val, fold.index, start))
         fulls.append(Member(cfg, data.x, data.y, fold.train, fold.val, fold.index))
     together = fit_members(starts)

@@ -174,8 +174,8 @@ def _refuse(config: Any, overrides: List[Any], name: str) -> None:
 
     if config.hydra.sweeper.get("n_candidates") is not None and config.hydra.sweeper.n_candidates < 1:
         refuse(f"hydra.sweeper.n_candidates={config.hydra.sweeper.n_candidates}: must be at least 1 (or null: the grid)")
-    if config.task.name != "classify":
-        refuse(f"hparams_search={name}: task={config.task.name} has no epochs to halve over (task=classify has)")
+    if config.task.name not in ("classify", "regress"):
+        refuse(f"hparams_search={name}: task={config.task.name} has no epochs to halve over (task=classify and task=regress have)")
     swept = next((o.get_key_element() for o in overrides if o.is_sweep_override() and o.get_key_element() in (EPOCHS, "trainer.warm_start")), None)
     if swept is not None:
         refuse(f"{swept}: halving sets it at each rung; give trainer.epochs one value, the last rung's")

@@ -42,12 +42,12 @@ VECTORIZABLE: tuple[str, ...] = (
 
 
 def group_key(cfg: DictConfig) -> str | None:
-    """``None`` if ``cfg`` trains alone (not a classifier the graph trains); else a hash of its config without the :data:`VECTORIZABLE` keys.
+    """``None`` if ``cfg`` trains alone (not a network the graph trains); else a hash of its config without the :data:`VECTORIZABLE` keys.
 
     Configs with equal keys can train together; ``cfg`` must have passed
     :func:`sweep.config.validate`.
     """
-    if cfg.task.name != "classify" or graph.unsupported(cfg) is not None:
+    if cfg.task.name not in ("classify", "regress") or graph.unsupported(cfg) is not None:
         return None
     return fingerprint({k: v for k, v in flatten(cfg).items() if k not in VECTORIZABLE})
 
@@ -89,7 +89,7 @@ def fit_members(members: Sequence[Member], max_population: int = 64) -> list[Fit
                 diverged.add(id(member.cfg))
         else:  # a fold missing a class has a narrower softmax: it trains apart; starts at one epoch train together
             start = len(member.start.history) if member.start is not None else 0
-            populations.setdefault((key, id(member.x), member.n_classes, start), []).append(i)
+            populations.setdefault((key, id(member.x), member.output.units, start), []).append(i)
     for group in populations.values():
         for chunk in chunked(group, max_population):
             fits |= zip(chunk, graph.fit_population([members[i] for i in chunk]))

@@ -35,6 +35,10 @@ class Fitted:
     resumed_epochs: int = 0  # epochs of its history it went on from (a warm start's), not trained here
 
 
+#: The columns of a classifier's and a regression's per-epoch history (as Keras logs them: training, then validation).
+CLASSIFICATION_COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy")
+REGRESSION_COLUMNS = ("loss", "mae", "mse", "val_loss", "val_mae", "val_mse")
+
 #: A train loss above this is divergence, whatever the first epoch's was.
 LOSS_BOUND = 1e10
 #: A train loss above this many times the first epoch's is divergence.
@@ -63,27 +67,29 @@ def exploded(history: list[dict[str, float]]) -> bool:
     return max(losses) > min(LOSS_BOUND, growth)
 
 
-def summarize(history: list[dict[str, float]], restored: int | None, artifacts: dict, trained_by: str) -> Fitted:
-    """The :class:`Fitted` of a classifier's per-epoch ``history``: metrics of the last epoch, or of epoch ``restored`` (0-based) whose weights the model holds.
+def summarize(
+    history: list[dict[str, float]], restored: int | None, artifacts: dict, trained_by: str, val_targets: np.ndarray | None = None
+) -> Fitted:
+    """The :class:`Fitted` of a per-epoch ``history``: metrics of the last epoch, or of epoch ``restored`` (0-based) whose weights the model holds.
 
-    Metrics: ``train_loss``/``train_accuracy``, ``val_loss``/``val_accuracy``,
-    ``best_val_accuracy``, ``best_epoch`` (1-based, the best ``val_accuracy``), ``epochs_run``
-    and ``restored_epoch`` (1-based). Whether it diverged is decided here, for every engine
-    (:func:`exploded`); a diverged fit's ``artifacts`` are dropped, so its model is never written.
+    Metrics: each history column, ``train_`` before the training ones (``train_loss``,
+    ``train_accuracy``; ``val_loss`` ...), then ``best_val_accuracy`` and ``best_epoch`` (1-based,
+    the best ``val_accuracy``), ``epochs_run`` and ``restored_epoch`` (1-based). A regression
+    (``val_targets``: its validation rows' targets) gets each epoch's ``val_r2``, R² as
+    scikit-learn's ``r2_score`` computes it (1 - squared error / the targets' squared deviation),
+    and ``best_val_mse`` in place of ``best_val_accuracy``. Whether it diverged is decided here,
+    for every engine (:func:`exploded`); a diverged fit's ``artifacts`` are dropped, so its model is never written.
     """
-    val_acc = [row.get("val_accuracy", math.nan) for row in history]
-    best = int(np.nanargmax(val_acc)) if not np.isnan(val_acc).all() else len(history) - 1
+    if val_targets is not None:
+        spread = float(np.var(np.asarray(val_targets, np.float64)))
+        history = [row | {"val_r2": 1.0 - row["val_mse"] / spread if spread > 0 else math.nan} for row in history]
+    judged, higher = ("val_mse", False) if val_targets is not None else ("val_accuracy", True)
+    scores = np.array([row.get(judged, math.nan) for row in history], np.float64)
+    best = len(history) - 1 if np.isnan(scores).all() else int(np.nanargmax(scores) if higher else np.nanargmin(scores))
     kept = len(history) - 1 if restored is None else restored
     final = history[kept]
-    metrics = {
-        "train_loss": final.get("loss", math.nan),
-        "train_accuracy": final.get("accuracy", math.nan),
-        "val_loss": final.get("val_loss", math.nan),
-        "val_accuracy": final.get("val_accuracy", math.nan),
-        "best_val_accuracy": val_acc[best],
-        "best_epoch": best + 1,
-        "epochs_run": len(history),
-        "restored_epoch": kept + 1,
-    }
+    names = (*REGRESSION_COLUMNS, "val_r2") if val_targets is not None else CLASSIFICATION_COLUMNS
+    metrics = {(name if name.startswith("val_") else f"train_{name}"): final.get(name, math.nan) for name in names}
+    metrics |= {f"best_{judged}": float(scores[best]), "best_epoch": best + 1, "epochs_run": len(history), "restored_epoch": kept + 1}
     diverged = exploded(history)
     return Fitted(metrics, history, {} if diverged else artifacts, diverged, trained_by)

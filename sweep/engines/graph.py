@@ -9,11 +9,12 @@ population of one.
 
 The math is ``model.fit``'s, step for step: Glorot-uniform kernels and zero biases; per
 epoch a fresh shuffle split into batches of ``batch_size`` (the last one partial); per batch
-the mean sparse cross-entropy of the softmax plus ``l1*sum|W| + l2*sum W^2`` over the
+the mean sparse cross-entropy of the softmax (a regression: the mean ``task.loss`` of one
+linear unit mapped to the target's units as Keras' ``Normalization(invert=True)`` does) plus ``l1*sum|W| + l2*sum W^2`` over the
 hidden kernels, its gradient and the Keras 3 optimizer's update
 (:mod:`sweep.engines.optimizers`); inverted dropout after every hidden layer; epoch
-``loss``/``accuracy`` as Keras reports them, ``val_loss``/``val_accuracy`` on the whole
-validation set (penalty included); a member stops after the first epoch whose loss is
+``loss``/``accuracy`` (a regression: ``loss``/``mae``/``mse``) as Keras reports them, and the
+same on the whole validation set (``val_loss`` penalty included); a member stops after the first epoch whose loss is
 NaN/inf (``TerminateOnNaN``) or, with ``trainer.early_stopping_patience``, as Keras 3's
 ``EarlyStopping(restore_best_weights=True)`` would, and keeps its best epoch's weights.
 The random numbers are different draws from the same distributions as Keras' own.
@@ -44,15 +45,15 @@ from typing import Any, NamedTuple
 import numpy as np
 from omegaconf import DictConfig
 
-from sweep.engines.fitted import Fitted, summarize
+from sweep.engines.fitted import CLASSIFICATION_COLUMNS, REGRESSION_COLUMNS, Fitted, summarize
 from sweep.engines.member import Member, TrainedState
 from sweep.engines.optimizers import LANES, OPTIMIZERS, Rule, coefficients, optimizer_inputs, update
 from sweep.engines.saved import write_model
 
 MLP_TARGET = "sweep.models.mlp"
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "linear")
-#: Columns of the history the graph returns, one row per epoch; early stopping may monitor any.
-COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy")
+#: ``task.loss`` values the graph computes: Keras' mean squared and absolute errors and Huber loss (delta 1).
+LOSSES = ("mse", "mae", "huber")
 #: Validation rows evaluated at once per member (bounds memory; see the bits, above).
 VAL_CHUNK = 1024
 #: The stateless generators' keys are (member's seed, k): k = the layer for its initial kernel,
@@ -84,8 +85,12 @@ def unsupported(cfg: DictConfig) -> str | None:
     momentum = opt.get("momentum", 0.0)
     if not isinstance(momentum, float) or not 0.0 <= momentum <= 1.0 or not isinstance(opt.get("nesterov", False), bool):
         return f"optimizer.momentum={momentum}, nesterov={opt.get('nesterov', False)}: the graph takes a float in [0, 1] and a bool"
-    if trainer.get("early_stopping_patience") is not None and trainer.get("early_stopping_monitor") not in COLUMNS:
-        return f"trainer.early_stopping_monitor={trainer.get('early_stopping_monitor')}: the graph monitors {', '.join(COLUMNS)}"
+    regression = cfg.task.name == "regress"
+    if regression and cfg.task.get("loss") not in LOSSES:
+        return f"task.loss={cfg.task.get('loss')}: the graph has {', '.join(LOSSES)}"
+    columns = REGRESSION_COLUMNS if regression else CLASSIFICATION_COLUMNS
+    if trainer.get("early_stopping_patience") is not None and trainer.get("early_stopping_monitor") not in columns:
+        return f"trainer.early_stopping_monitor={trainer.get('early_stopping_monitor')}: the graph monitors {', '.join(columns)}"
     if trainer.get("verbose", 0):
         return f"trainer.verbose={trainer.verbose}: the graph prints no progress"
     return None
@@ -93,23 +98,23 @@ def unsupported(cfg: DictConfig) -> str | None:
 
 @dataclass(frozen=True)
 class Shape:
-    """The MLP's layer sizes and activation."""
+    """The MLP's layer sizes and activation; ``n_outputs`` the last layer's width (the classes, or 1 for a regression)."""
 
     n_features: int
     hidden_units: tuple[int, ...]
     activation: str
-    n_classes: int
+    n_outputs: int
 
     @classmethod
-    def of(cls, cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int) -> Shape:
-        """The shape of ``cfg``'s MLP on inputs of ``input_shape`` with ``n_classes`` classes."""
+    def of(cls, cfg: DictConfig, input_shape: tuple[int, ...], n_outputs: int) -> Shape:
+        """The shape of ``cfg``'s MLP on inputs of ``input_shape`` with ``n_outputs`` outputs."""
         units = tuple(int(u) for u in cfg.model.get("hidden_units", (128,)))
-        return cls(int(np.prod(input_shape)), units, str(cfg.model.get("activation", "relu")), n_classes)
+        return cls(int(np.prod(input_shape)), units, str(cfg.model.get("activation", "relu")), n_outputs)
 
     @property
     def layers(self) -> list[tuple[int, int]]:
-        """(fan in, fan out) of each Dense layer, the softmax output last."""
-        sizes = [self.n_features, *self.hidden_units, self.n_classes]
+        """(fan in, fan out) of each Dense layer, the output last."""
+        sizes = [self.n_features, *self.hidden_units, self.n_outputs]
         return list(zip(sizes[:-1], sizes[1:]))
 
 
@@ -126,6 +131,7 @@ class Plan:
     rule: Rule
     dropout: bool
     monitor: str | None  # early stopping's, when on
+    loss: str | None = None  # a regression's (:data:`LOSSES`); None: a classifier's cross-entropy
 
     @classmethod
     def of(cls, members: Sequence[Member]) -> Plan:
@@ -133,8 +139,13 @@ class Plan:
         first, cfg = members[0], members[0].cfg
         hp = np.array([hyperparameters(m.cfg) for m in members])
         monitor = cfg.trainer.early_stopping_monitor if cfg.trainer.get("early_stopping_patience") is not None else None
-        shape = Shape.of(cfg, first.x.shape[1:], first.n_classes)
-        return cls(shape, Rule.of(cfg), bool(hp[:, 3].any()), monitor)
+        shape = Shape.of(cfg, first.x.shape[1:], first.output.units)
+        return cls(shape, Rule.of(cfg), bool(hp[:, 3].any()), monitor, cfg.task.loss if first.output.regression else None)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The history's columns, one row per epoch: training's, then validation's; early stopping may monitor any."""
+        return CLASSIFICATION_COLUMNS if self.loss is None else REGRESSION_COLUMNS
 
     def start_dims(self, members: int | None) -> list[list]:
         """The dims of the ``start`` feeds (:attr:`Feeds.start`) for ``members`` members (``None``: any number): each layer's kernel and bias, for the weights and each slot, then the steps."""
@@ -164,22 +175,22 @@ def fit_population(members: Sequence[Member]) -> list[Fitted]:
     fits = []
     for i, member in enumerate(members):
         state = TrainedState([w[i] for w in weights], [[s[i] for s in slot] for slot in slots], int(iterations[i]))
-        fitted = _fitted(member, history[: ran[i], i], state, int(restored[i]) if plan.monitor else None)
+        fitted = _fitted(member, plan, history[: ran[i], i], state, int(restored[i]) if plan.monitor else None)
         fitted.metrics["fit_time_s"] = per_member
         fitted.population_size = len(members)
         fits.append(fitted)
     return fits
 
 
-def _fitted(member: Member, rows: np.ndarray, state: TrainedState, restored: int | None) -> Fitted:
-    """The :class:`Fitted` of one member's history ``rows`` (one row of :data:`COLUMNS` per epoch run) and final ``state``."""
-    cfg, input_shape, n_classes = member.cfg, member.x.shape[1:], member.n_classes
+def _fitted(member: Member, plan: Plan, rows: np.ndarray, state: TrainedState, restored: int | None) -> Fitted:
+    """The :class:`Fitted` of one member's history ``rows`` (one row of :attr:`Plan.columns` per epoch run) and final ``state``."""
+    cfg, input_shape, output = member.cfg, member.x.shape[1:], member.output
     earlier = list(member.start.history) if member.start is not None else []
-    history = earlier + [{"epoch": i, **dict(zip(COLUMNS, map(float, row)))} for i, row in enumerate(rows, start=len(earlier) + 1)]
+    history = earlier + [{"epoch": i, **dict(zip(plan.columns, map(float, row)))} for i, row in enumerate(rows, start=len(earlier) + 1)]
     artifacts = {}
     if cfg.trainer.save_model:
-        artifacts["model.keras"] = lambda path: write_model(cfg, input_shape, n_classes, state, path)
-    fitted = summarize(history, restored, artifacts, trained_by="graph")
+        artifacts["model.keras"] = lambda path: write_model(cfg, input_shape, output, state, path)
+    fitted = summarize(history, restored, artifacts, "graph", member.y[member.val] if output.regression else None)
     fitted.n_train_rows, fitted.n_val_rows, fitted.resumed_epochs = len(member.train), len(member.val), len(earlier)
     return fitted
 
@@ -191,12 +202,13 @@ def _inputs(plan: Plan, members: Sequence[Member]) -> list[np.ndarray]:
     val, n_val = _padded([m.val for m in members], LANES)
     return [
         np.ascontiguousarray(first.x, np.float32).reshape(len(first.x), -1),
-        np.asarray(first.y, np.int64),
+        np.asarray(first.y, np.float32 if plan.loss else np.int64),
         train,
         n_train,
         val,
         n_val,
         np.array([hyperparameters(m.cfg) for m in members], np.float32),
+        np.array([(m.output.mean, m.output.variance) for m in members], np.float32),
         np.asarray(optimizer_inputs(first.cfg), np.float32),
         np.array([m.cfg.seed for m in members], np.int64),
         np.int32(trainer.epochs),
@@ -278,6 +290,7 @@ class Feeds(NamedTuple):
     l1: Any
     l2: Any
     rate: Any  # dropout's
+    target: Any  # [members, 2]: a regression's training target mean and variance (Output's)
     opt: Any  # [3]: optimizer_inputs(), shared
     seeds: Any  # [members]
     epochs: Any
@@ -288,12 +301,13 @@ class Feeds(NamedTuple):
 
     @staticmethod
     def specs(plan: Plan) -> list:
-        """The graph's inputs: x, y, train rows, counts, val rows, counts, hyperparameters [M, 4], optimizer, seeds, epochs, batch size, patience, first epoch, start."""
+        """The graph's inputs: x, y, train rows, counts, val rows, counts, hyperparameters [M, 4], targets [M, 2], optimizer, seeds, epochs, batch size, patience, first epoch, start."""
         import tensorflow as tf
 
         m, f32, i32 = None, tf.float32, tf.int32  # any number of members: one trace serves every population of the plan
-        shapes = [([None, plan.shape.n_features], f32), ([None], tf.int64), ([m, None], i32), ([m], i32), ([m, None], i32), ([m], i32)]
-        shapes += [([m, 4], f32), ([3], f32), ([m], tf.int64), ([], i32), ([], i32), ([], i32), ([], i32)]
+        y = f32 if plan.loss else tf.int64
+        shapes = [([None, plan.shape.n_features], f32), ([None], y), ([m, None], i32), ([m], i32), ([m, None], i32), ([m], i32)]
+        shapes += [([m, 4], f32), ([m, 2], f32), ([3], f32), ([m], tf.int64), ([], i32), ([], i32), ([], i32), ([], i32)]
         shapes += [(dims, f32) for dims in plan.start_dims(m)]
         return [tf.TensorSpec(shape, dtype) for shape, dtype in shapes]
 
@@ -302,7 +316,7 @@ class Feeds(NamedTuple):
         """The feeds of the graph's inputs, as :meth:`specs` lists them (the hyperparameters' columns split once)."""
         import tensorflow as tf
 
-        return cls(*feeds[:6], *tf.unstack(feeds[6], axis=1), *feeds[7:13], list(feeds[13:]))
+        return cls(*feeds[:6], *tf.unstack(feeds[6], axis=1), *feeds[7:14], list(feeds[14:]))
 
 
 class State(NamedTuple):
@@ -389,15 +403,21 @@ class Population:
             params += [kernels, tf.zeros(tf.stack([tf.shape(seeds)[0], 1, fan_out]))]
         return params
 
-    def forward(self, params: list, x, rate, noises: list):
-        """Logits ``[M, rows, classes]`` of ``x`` ``[M, rows, features]``; with ``noises`` (training), inverted dropout at ``rate``."""
+    def forward(self, params: list, x, f: Feeds, noises: list):
+        """Logits ``[M, rows, classes]`` (a regression: predictions ``[M, rows]`` in the target's units) of ``x``
+        ``[M, rows, features]``; with ``noises`` (training), inverted dropout at each member's rate."""
         import tensorflow as tf
 
+        rate = f.rate
         for i in range(self.n_hidden):
             x = self.act(_biased(tf.matmul(x, params[2 * i]), params[2 * i + 1]))
             if noises:
                 x = tf.where(noises[i] >= rate[:, None, None], x * (1.0 / (1.0 - rate))[:, None, None], 0.0)
-        return _biased(tf.matmul(x, params[2 * self.n_hidden]), params[2 * self.n_hidden + 1])
+        out = _biased(tf.matmul(x, params[2 * self.n_hidden]), params[2 * self.n_hidden + 1])
+        if self.plan.loss is None:
+            return out
+        mean, std = f.target[:, 0, None], tf.maximum(tf.sqrt(f.target[:, 1]), 1e-7)[:, None]  # Keras' Normalization(invert=True)
+        return mean + out[:, :, 0] * std
 
     def noise(self, seeds, counters, rows) -> list:
         """Per hidden layer, each member's uniform draws ``[M, rows, units]`` for its dropout masks (none without dropout)."""
@@ -438,20 +458,24 @@ class Population:
             grads[i] += l1 * tf.sign(params[i]) + l2 * params[i]
         return grads
 
-    @staticmethod
-    def scores(logits, y, mask):
-        """Per member: summed cross-entropy and hits over the rows ``mask`` keeps."""
+    def scores(self, outputs, y, mask) -> list:
+        """Per member, sums over the rows ``mask`` keeps: the loss, then each metric of :attr:`Plan.columns`' training part."""
         import tensorflow as tf
 
-        # log-softmax and a gather: the op TensorFlow traces for the fused one under op determinism,
-        # which the model.fit engine turns on; written out, the graph is the same whenever it is traced
-        ce = -tf.gather(tf.nn.log_softmax(logits), y, batch_dims=2)
-        hits = tf.cast(tf.equal(tf.argmax(logits, axis=-1), y), tf.float32)
-        zero = tf.zeros_like(ce)
-        return tf.reduce_sum(tf.where(mask, ce, zero), 1), tf.reduce_sum(tf.where(mask, hits, zero), 1)
+        if self.plan.loss is None:
+            # log-softmax and a gather: the op TensorFlow traces for the fused one under op determinism,
+            # which the model.fit engine turns on; written out, the graph is the same whenever it is traced
+            rows = [-tf.gather(tf.nn.log_softmax(outputs), y, batch_dims=2), tf.cast(tf.equal(tf.argmax(outputs, axis=-1), y), tf.float32)]
+        else:
+            error = outputs - y
+            absolute, squared = tf.abs(error), tf.square(error)
+            loss = {"mse": squared, "mae": absolute, "huber": tf.where(absolute <= 1.0, 0.5 * squared, absolute - 0.5)}[self.plan.loss]
+            rows = [loss, absolute, squared]
+        zero = tf.zeros_like(rows[0])
+        return [tf.reduce_sum(tf.where(mask, row, zero), 1) for row in rows]
 
-    def step(self, f: Feeds, state: State, batch, count, active, counters) -> tuple[State, Any, Any]:
-        """One optimizer step of every ``active`` member on its ``batch``: the new state, each one's batch loss times its rows, its hits."""
+    def step(self, f: Feeds, state: State, batch, count, active, counters) -> tuple[State, list]:
+        """One optimizer step of every ``active`` member on its ``batch``: the new state, and each one's batch loss times its rows, then its metrics' sums."""
         import tensorflow as tf
 
         mask = tf.range(tf.shape(batch)[1])[None, :] < count[:, None]
@@ -459,9 +483,8 @@ class Population:
         noises = self.noise(f.seeds, counters, tf.shape(batch)[1])
         with tf.GradientTape() as tape:
             tape.watch(state.params)
-            logits = self.forward(state.params, tf.gather(f.x, batch), f.rate, noises)
-            ce_sum, hits = self.scores(logits, tf.gather(f.y, batch), mask)
-            ce = tf.math.divide_no_nan(ce_sum, count_f)
+            sums = self.scores(self.forward(state.params, tf.gather(f.x, batch), f, noises), tf.gather(f.y, batch), mask)
+            ce = tf.math.divide_no_nan(sums[0], count_f)
             total = tf.reduce_sum(tf.where(active, ce, tf.zeros_like(ce)))
         grads = self.penalty_gradients(tape.gradient(total, state.params), state.params, f, on)
         loss = ce + self.penalty(state.params, f)
@@ -473,10 +496,10 @@ class Population:
             for slot, value in zip(slots, values):
                 slot.append(value)
         zero = tf.zeros_like(loss)
-        return State(params, slots, state.iterations + on), tf.where(active, loss * count_f, zero), tf.where(active, hits, zero)
+        return State(params, slots, state.iterations + on), [tf.where(active, value, zero) for value in [loss * count_f, *sums[1:]]]
 
-    def epoch(self, f: Feeds, epoch, alive, state: State) -> tuple[State, Any, Any]:
-        """One epoch of every ``alive`` member, in batches of its own shuffled rows: the new state, each one's summed loss and hits."""
+    def epoch(self, f: Feeds, epoch, alive, state: State) -> tuple[State, list]:
+        """One epoch of every ``alive`` member, in batches of its own shuffled rows: the new state, each one's summed loss and metrics."""
         import tensorflow as tf
 
         size = f.batch_size
@@ -492,30 +515,34 @@ class Population:
         rows = tf.gather(f.train, self.per_member(order, (f.seeds, f.n_train), tf.int32), batch_dims=1)
         batches = tf.pad(tf.reshape(rows, tf.stack([-1, max_steps, size])), [[0, 0], [0, 0], [0, width - size]])
 
-        def body(step, state, loss_sum, hit_sum):
+        def body(step, state, sums):
             batch = batches[:, step]
             count = tf.clip_by_value(f.n_train - step * size, 0, size)
             counters = tf.cast(epoch * steps + step, tf.int64) + DROPOUT_KEY
-            state, loss, hits = self.step(f, state, batch, count, tf.logical_and(alive, count > 0), counters)
-            return step + 1, state, loss_sum + loss, hit_sum + hits
+            state, values = self.step(f, state, batch, count, tf.logical_and(alive, count > 0), counters)
+            return step + 1, state, [total + value for total, value in zip(sums, values)]
 
-        zero = tf.zeros_like(f.lr)
-        _, state, loss_sum, hit_sum = tf.while_loop(lambda step, *_: step < max_steps, body, (tf.constant(0), state, zero, zero))
-        return state, loss_sum, hit_sum
+        _, state, sums = tf.while_loop(lambda step, *_: step < max_steps, body, (tf.constant(0), state, self.zeros(f)))
+        return state, sums
 
-    def evaluate(self, params: list, f: Feeds):
-        """Per member: summed cross-entropy and hits over its validation rows, :data:`VAL_CHUNK` rows at a time."""
+    def zeros(self, f: Feeds) -> list:
+        """Each member's zero for the loss and every metric (:attr:`Plan.columns`' training part)."""
         import tensorflow as tf
 
-        def body(start, ce_sum, hit_sum):
+        return [tf.zeros_like(f.lr) for _ in range(len(self.plan.columns) // 2)]
+
+    def evaluate(self, params: list, f: Feeds) -> list:
+        """Per member: the loss's and each metric's sums over its validation rows, :data:`VAL_CHUNK` rows at a time."""
+        import tensorflow as tf
+
+        def body(start, sums):
             rows = f.val[:, start : start + VAL_CHUNK]
             mask = (start + tf.range(tf.shape(rows)[1]))[None, :] < f.n_val[:, None]
-            ce, hits = self.scores(self.forward(params, tf.gather(f.x, rows), None, []), tf.gather(f.y, rows), mask)
-            return start + VAL_CHUNK, ce_sum + ce, hit_sum + hits
+            values = self.scores(self.forward(params, tf.gather(f.x, rows), f, []), tf.gather(f.y, rows), mask)
+            return start + VAL_CHUNK, [total + value for total, value in zip(sums, values)]
 
-        zero = tf.zeros_like(f.lr)
-        _, ce_sum, hit_sum = tf.while_loop(lambda start, *_: start < tf.shape(f.val)[1], body, (tf.constant(0), zero, zero))
-        return ce_sum, hit_sum
+        _, sums = tf.while_loop(lambda start, *_: start < tf.shape(f.val)[1], body, (tf.constant(0), self.zeros(f)))
+        return sums
 
     def watch(self, watch: Watch, epoch, row, params: list, alive, patience) -> tuple[Watch, Any]:
         """Keras 3's ``EarlyStopping(restore_best_weights=True)`` after ``epoch`` for each ``alive`` member: the new watch, and who stops."""
@@ -524,7 +551,7 @@ class Population:
         monitor = self.plan.monitor
         if monitor is None:
             return watch, tf.zeros_like(alive)
-        current = row[:, COLUMNS.index(monitor)]
+        current = row[:, self.plan.columns.index(monitor)]
         better = current > watch.best if "acc" in monitor else current < watch.best
         improved = tf.logical_and(alive, tf.logical_or(better, tf.equal(epoch, 0)))  # Keras: the first epoch improves on None
         wait = tf.where(improved, 0, watch.wait + tf.cast(alive, tf.int32))
@@ -544,11 +571,11 @@ class Population:
         watch = Watch(tf.zeros_like(f.lr), counts, counts, params if monitor else [])
 
         def body(epoch, alive, ran, state, watch, history):
-            state, loss_sum, hit_sum = self.epoch(f, epoch, alive, state)
-            val_ce, val_hits = self.evaluate(state.params, f)
+            state, sums = self.epoch(f, epoch, alive, state)
+            val_sums = self.evaluate(state.params, f)
             n_train, n_val = tf.cast(f.n_train, tf.float32), tf.cast(f.n_val, tf.float32)
-            val_loss = val_ce / n_val + self.penalty(state.params, f)
-            row = tf.stack([loss_sum / n_train, hit_sum / n_train, val_loss, val_hits / n_val], axis=1)
+            val_loss = val_sums[0] / n_val + self.penalty(state.params, f)
+            row = tf.stack([total / n_train for total in sums] + [val_loss] + [total / n_val for total in val_sums[1:]], axis=1)
             watch, stop = self.watch(watch, epoch, row, state.params, alive, f.patience)
             ran += tf.cast(alive, tf.int32)
             alive = tf.logical_and(tf.logical_and(alive, tf.math.is_finite(row[:, 0])), tf.logical_not(stop))

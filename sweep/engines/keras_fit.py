@@ -1,4 +1,4 @@
-"""The ``model.fit`` engine: Keras' own loop, for every classifier the batched graph does not cover (CNNs, user models)."""
+"""The ``model.fit`` engine: Keras' own loop, for every network the batched graph does not cover (CNNs, user models)."""
 
 from __future__ import annotations
 
@@ -11,27 +11,29 @@ from sweep.backend import keras, reset, save_model, seed_everything
 from sweep.config import build
 from sweep.engines.fitted import Fitted, summarize
 from sweep.engines.member import Member
-from sweep.models import checked_model
+from sweep.models import Output, checked_model, in_target_units
 
 
-def build_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int):
-    """The compiled model that ``cfg.model``, ``cfg.regularizer`` and ``cfg.optimizer`` describe.
+def build_model(cfg: DictConfig, input_shape: tuple[int, ...], output: Output):
+    """The compiled model that ``cfg.model``, ``cfg.regularizer`` and ``cfg.optimizer`` describe, ending in ``output``.
 
     The builder's model is checked first (:func:`sweep.models.checked_model`), so a builder returning
-    the wrong thing is named in one line instead of failing inside ``compile`` or ``fit``.
+    the wrong thing is named in one line instead of failing inside ``compile`` or ``fit``. A
+    classifier is compiled with the sparse cross-entropy and ``accuracy``; a regression with
+    ``task.loss`` and ``mae``, ``mse``, after :func:`sweep.models.in_target_units`.
     """
     reg = cfg.regularizer
+    width = {"n_outputs": 1} if output.regression else {"n_classes": output.classes}
     built = build(
-        cfg.model,
-        input_shape=list(input_shape),
-        n_classes=n_classes,
-        l1=reg.get("l1", 0.0),
-        l2=reg.get("l2", 0.0),
-        dropout=reg.get("dropout", 0.0),
+        cfg.model, input_shape=list(input_shape), **width, l1=reg.get("l1", 0.0), l2=reg.get("l2", 0.0), dropout=reg.get("dropout", 0.0)
     )
-    model = checked_model(built, cfg.model.get("_target_"), input_shape, n_classes)
+    model = checked_model(built, cfg.model.get("_target_"), input_shape, output)
     optimizer = build(cfg.optimizer, reserved=("lr",), learning_rate=cfg.optimizer.lr)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if output.regression:
+        model = in_target_units(model, input_shape, output)
+        model.compile(optimizer=optimizer, loss=cfg.task.loss, metrics=["mae", "mse"])
+    else:
+        model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
@@ -49,7 +51,7 @@ def fit_keras(member: Member) -> Fitted:
     seed_everything(cfg.seed, trainer.get("deterministic", True))
     x_train, y_train, x_val, y_val = member.arrays()
     start = time.perf_counter()
-    model = build_model(cfg, x_train.shape[1:], member.n_classes)
+    model = build_model(cfg, x_train.shape[1:], member.output)
     callbacks = [keras().callbacks.TerminateOnNaN()]
     patience = trainer.get("early_stopping_patience")
     if patience is not None:
@@ -72,6 +74,6 @@ def fit_keras(member: Member) -> Fitted:
     # Keras 3 restores the best epoch's weights at the end of training, stopped early or not
     restored = callbacks[-1].best_epoch if patience is not None and callbacks[-1].best_weights is not None else None
     artifacts = {"model.keras": partial(save_model, model)} if trainer.save_model else {}
-    fitted = summarize(history, restored, artifacts, trained_by="model.fit")
+    fitted = summarize(history, restored, artifacts, "model.fit", y_val if member.output.regression else None)
     fitted.metrics["fit_time_s"] = time.perf_counter() - start
     return fitted

@@ -8,6 +8,8 @@ from functools import cached_property
 import numpy as np
 from omegaconf import DictConfig
 
+from sweep.models import Output
+
 
 @dataclass(frozen=True)
 class TrainedState:
@@ -51,9 +53,13 @@ class Member:
         return cls(cfg, x, y, np.arange(n_train), np.arange(n_train, n_train + n_val))
 
     @cached_property
-    def n_classes(self) -> int:
-        """The classes its model has: one more than the largest label among its rows."""
-        return int(max(self.y[self.train].max(), self.y[self.val].max())) + 1
+    def output(self) -> Output:
+        """Its network's last layer: for a classifier, one more class than the largest label among its rows; for a
+        regression, its training rows' target mean and variance (as float32, as Keras holds them)."""
+        if self.cfg.task.name == "regress":
+            targets = self.y[self.train].astype(np.float64)
+            return Output(0, float(np.float32(targets.mean())), float(np.float32(targets.var())))
+        return Output(int(max(self.y[self.train].max(), self.y[self.val].max())) + 1)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Its rows as ``(x_train, y_train, x_val, y_val)``."""

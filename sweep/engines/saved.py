@@ -16,9 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 from sweep.engines.keras_fit import build_model
 from sweep.engines.member import TrainedState
 from sweep.engines.optimizers import Rule
+from sweep.models import Output
 
 
-def keras_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, state: TrainedState):
+def keras_model(cfg: DictConfig, input_shape: tuple[int, ...], output: Output, state: TrainedState):
     """The model ``cfg`` builds and compiles, holding ``state``.
 
     Building and compiling a Keras model costs ~45 ms, mostly creating its variables, so one
@@ -29,7 +30,7 @@ def keras_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, s
     from sweep.models import _penalty
 
     l1, l2, dropout = _strengths(cfg)
-    model = _template(cfg, tuple(input_shape), n_classes)
+    model = _template(cfg, tuple(input_shape), output)
     for layer in model.layers:
         if getattr(layer, "kernel_regularizer", None) is not None:
             layer.kernel_regularizer = _penalty(l1, l2)
@@ -45,7 +46,7 @@ def keras_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, s
     return model
 
 
-def load_state(cfg: DictConfig, path: str, input_shape: tuple[int, ...], n_classes: int) -> TrainedState:
+def load_state(cfg: DictConfig, path: str, input_shape: tuple[int, ...], output: Output) -> TrainedState:
     """The state held by the model ``cfg`` saved at ``path`` (``model.keras``): the inverse of :func:`keras_model`.
 
     Read from the archive's weights file where :func:`_layout` found Keras puts each array,
@@ -54,13 +55,13 @@ def load_state(cfg: DictConfig, path: str, input_shape: tuple[int, ...], n_class
     """
     from sweep.backend import load_weights
 
-    layout = _layout(cfg, tuple(input_shape), n_classes)
+    layout = _layout(cfg, tuple(input_shape), output)
     if layout is not None:
         import h5py
 
         with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read(WEIGHTS)), "r") as weights:
             return layout.state([weights[name][()] for name in layout.names])
-    model = _template(cfg, tuple(input_shape), n_classes)
+    model = _template(cfg, tuple(input_shape), output)
     load_weights(model, path)
     optimizer = model.optimizer
     slots = [[getattr(optimizer, name)[optimizer._get_variable_index(v)].numpy() for v in model.trainable_variables] for name in Rule.of(cfg).slots]
@@ -73,7 +74,7 @@ def _strengths(cfg: DictConfig) -> tuple[float, float, float]:
     return reg.get("l1", 0.0), reg.get("l2", 0.0), reg.get("dropout", 0.0)
 
 
-def write_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, state: TrainedState, path: str) -> None:
+def write_model(cfg: DictConfig, input_shape: tuple[int, ...], output: Output, state: TrainedState, path: str) -> None:
     """Write ``model.keras`` holding ``state``: the config and weights files ``model.save`` writes of :func:`keras_model`, bit for bit.
 
     Keras saves the first member of each config (its structure and hyperparameters: the
@@ -85,16 +86,16 @@ def write_model(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int, s
     from sweep.backend import save_model
 
     input_shape = tuple(input_shape)
-    key = (_key(cfg, input_shape, n_classes), cfg.optimizer.lr, *_strengths(cfg))
+    key = (_key(cfg, input_shape, output), cfg.optimizer.lr, *_strengths(cfg))
     kept = _ARCHIVES.get(key)
     if kept is not None:
         kept.write(state, path)
         return
-    save_model(keras_model(cfg, input_shape, n_classes, state), path)
+    save_model(keras_model(cfg, input_shape, output, state), path)
     if key not in _ARCHIVES:
         if len(_ARCHIVES) >= 64:
             _ARCHIVES.clear()
-        layout = _layout(cfg, input_shape, n_classes)
+        layout = _layout(cfg, input_shape, output)
         _ARCHIVES[key] = Kept.of(path, layout) if layout is not None else None
 
 
@@ -152,14 +153,14 @@ class Kept:
                 archive.writestr(copy.copy(info), bytes(data))
 
 
-def _layout(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int) -> Layout | None:
+def _layout(cfg: DictConfig, input_shape: tuple[int, ...], output: Output) -> Layout | None:
     """Where Keras saves each array of a state of ``cfg``'s structure, found once by saving one whose every array holds its own number.
 
     ``None`` when the weights file does not hold each array once, as its own dataset.
     """
-    key = _key(cfg, input_shape, n_classes)
+    key = _key(cfg, input_shape, output)
     if key not in _LAYOUTS:
-        _LAYOUTS[key] = _found_layout(cfg, input_shape, n_classes)
+        _LAYOUTS[key] = _found_layout(cfg, input_shape, output)
     return _LAYOUTS[key]
 
 
@@ -167,18 +168,18 @@ def _layout(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int) -> La
 MARK = 4096
 
 
-def _found_layout(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int) -> Layout | None:
+def _found_layout(cfg: DictConfig, input_shape: tuple[int, ...], output: Output) -> Layout | None:
     import h5py
 
     from sweep.backend import save_model
 
-    shapes = [w.shape for w in _template(cfg, input_shape, n_classes).get_weights()]
+    shapes = [w.shape for w in _template(cfg, input_shape, output).get_weights()]
     n_slots, n = len(Rule.of(cfg).slots), len(shapes)
     marks = [np.full(shape, MARK + i + n * j, np.float32) for j in range(n_slots + 1) for i, shape in enumerate(shapes)]
     marked = Layout([], n).state([*marks, np.int64(MARK + n * (n_slots + 1))])
     names: dict[int, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        save_model(keras_model(cfg, input_shape, n_classes, marked), str(Path(tmp) / "marked.keras"))
+        save_model(keras_model(cfg, input_shape, output, marked), str(Path(tmp) / "marked.keras"))
         with zipfile.ZipFile(Path(tmp) / "marked.keras") as archive, h5py.File(io.BytesIO(archive.read(WEIGHTS)), "r") as h5:
 
             def visit(name: str, item: Any) -> None:
@@ -199,14 +200,16 @@ _LAYOUTS: dict[tuple, Layout | None] = {}
 _ARCHIVES: dict[tuple, Kept | None] = {}
 
 
-def _key(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int) -> tuple:
-    """What fixes a kept model's structure: the model, the optimizer but its rate, the input, the classes, which penalties and whether dropout."""
+def _key(cfg: DictConfig, input_shape: tuple[int, ...], output: Output) -> tuple:
+    """What fixes a kept model's structure: the model, the optimizer but its rate, the input, the output (classes, or a
+    regression's target mean and variance) and loss, which penalties and whether dropout."""
     flags = tuple(bool(strength) for strength in _strengths(cfg))
     opt = {k: v for k, v in OmegaConf.to_container(cfg.optimizer, resolve=True).items() if k != "lr"}
-    return (repr(OmegaConf.to_container(cfg.model, resolve=True)), repr(sorted(opt.items())), input_shape, n_classes, flags)
+    model = repr(OmegaConf.to_container(cfg.model, resolve=True))
+    return (model, repr(sorted(opt.items())), input_shape, output, cfg.task.get("loss"), flags)
 
 
-def _template(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int):
+def _template(cfg: DictConfig, input_shape: tuple[int, ...], output: Output):
     """The kept Keras model for this structure, built (with its optimizer) from ``cfg`` the first time.
 
     Built under fresh Keras name counters (``reset``), so its layers have a fresh build's names
@@ -214,12 +217,12 @@ def _template(cfg: DictConfig, input_shape: tuple[int, ...], n_classes: int):
     """
     from sweep.backend import reset
 
-    key = _key(cfg, input_shape, n_classes)
+    key = _key(cfg, input_shape, output)
     if key not in _TEMPLATES:
         if len(_TEMPLATES) >= 8:
             _TEMPLATES.clear()
         reset(collect=False)
-        model = build_model(cfg, input_shape, n_classes)
+        model = build_model(cfg, input_shape, output)
         model.optimizer.build(model.trainable_variables)
         _TEMPLATES[key] = model
     return _TEMPLATES[key]
