@@ -69,7 +69,7 @@ def test_a_killed_study_asks_its_cut_off_trials_again_with_the_same_params(tmp_p
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 300
-        while not _running(sweep_dir, 2):  # the second batch is asked for: trials 2 and 3 run
+        while not (_running(sweep_dir, 2) and (sweep_dir / "2").is_dir()):  # the second batch is asked and launched
             assert proc.poll() is None and time.monotonic() < deadline, "the study ended before its second batch"
             time.sleep(0.05)
     finally:
