@@ -69,6 +69,8 @@ class KerasNpzConfig(DatasetConfig):
     _target_: str = "sweep.data.keras_npz"
     filename: str = MISSING  # looked up in Keras' cache dir when path is null
     path: Optional[str] = None
+    origin: Optional[str] = None  # where a file missing from Keras' cache is downloaded from (null: Keras' own URL)
+    file_hash: Optional[str] = None  # the sha256 (or md5) a download must have (null: Keras' own, for its own URL)
 
 
 @dataclass
@@ -150,6 +152,37 @@ class KMeansConfig:
     init: str = "k-means++"
     n_init: Any = "auto"
     max_iter: int = 300
+
+
+@dataclass
+class MiniBatchKMeansConfig:
+    _target_: str = "sklearn.cluster.MiniBatchKMeans"
+    name: str = "minibatch_kmeans"
+    n_clusters: int = 10
+    init: str = "k-means++"
+    n_init: Any = "auto"
+    max_iter: int = 100
+    batch_size: int = 1024
+
+
+@dataclass
+class GaussianMixtureConfig:
+    _target_: str = "sklearn.mixture.GaussianMixture"
+    name: str = "gaussian_mixture"
+    n_components: int = 10
+    covariance_type: str = "diag"  # full | tied | diag | spherical
+    max_iter: int = 100
+    n_init: int = 1
+    init_params: str = "kmeans"
+
+
+@dataclass
+class AgglomerativeConfig:
+    _target_: str = "sklearn.cluster.AgglomerativeClustering"
+    name: str = "agglomerative"
+    n_clusters: int = 10
+    linkage: str = "ward"  # ward | complete | average | single
+    metric: str = "euclidean"  # ward takes euclidean only
 
 
 @dataclass
@@ -270,6 +303,9 @@ SCHEMAS: dict[tuple[str | None, str], type] = {
     ("model", "mlp_schema"): MLPConfig,
     ("model", "cnn_schema"): CNNConfig,
     ("model", "kmeans_schema"): KMeansConfig,
+    ("model", "minibatch_kmeans_schema"): MiniBatchKMeansConfig,
+    ("model", "gaussian_mixture_schema"): GaussianMixtureConfig,
+    ("model", "agglomerative_schema"): AgglomerativeConfig,
     ("regularizer", "regularizer_schema"): RegularizerConfig,
     ("optimizer", "adam_schema"): AdamConfig,
     ("optimizer", "sgd_schema"): SGDConfig,
@@ -357,6 +393,7 @@ RANGES: tuple[tuple[str | None, str, Callable[[Any], bool], str], ...] = (
     ("trainer", "batch_size", lambda v: _number(v) and v >= 1, "must be >= 1"),
     ("trainer", "early_stopping_patience", lambda v: v is None or (_number(v) and v >= 0), "must be null (no early stopping) or >= 0"),
     ("model", "n_clusters", lambda v: _number(v) and v >= 2, "must be >= 2"),
+    ("model", "n_components", lambda v: _number(v) and v >= 2, "must be >= 2"),
 )
 
 
@@ -442,15 +479,57 @@ def _check_validation(val: Any) -> None:
         )
 
 
+#: The clustering presets of ``conf/model/``.
+CLUSTER_PRESETS = "kmeans, minibatch_kmeans, gaussian_mixture or agglomerative"
+
+
 def _check_model(task: Any, model: Any) -> None:
     """Hidden layers with units, and a model that fits the task."""
     if "hidden_units" in model:
         units = list(model.hidden_units)
         _check(bool(units) and all(u > 0 for u in units), "model.hidden_units", units, "must be a non-empty list of positive ints")
+    counted = "n_clusters" in model or "n_components" in model
     if task.get("name") == "cluster":
-        _check("n_clusters" in model, "model", model.get("name"), "task=cluster needs a clustering model (model=kmeans)")
+        _check(counted, "model", model.get("name"), f"task=cluster needs a clustering model (model={CLUSTER_PRESETS})")
+        _check_clusterer_target(task, model.get("_target_"))
     elif task.get("name") in ("classify", "regress"):
-        _check("n_clusters" not in model, "model", model.get("name"), f"task={task.name} needs a network (model=mlp or cnn)")
+        _check(not counted, "model", model.get("name"), f"task={task.name} needs a network (model=mlp or cnn)")
+
+
+def _check_clusterer_target(task: Any, target: Any) -> None:
+    """``model._target_`` imports and, when it is a class, is a clusterer that reports ``task.metric`` (inertia: k-means only).
+
+    A function (a user's factory) is checked on what it returns, when the run builds it.
+    """
+    import pydoc
+
+    try:
+        found = pydoc.locate(str(target))
+    except Exception as error:  # noqa: BLE001  the module raised while importing: one line naming the target
+        raise _refused("model._target_", target, f"cannot be imported ({str(error).splitlines()[0]})") from None
+    _check(found is not None, "model._target_", target, "cannot be imported (no such module or attribute)")
+    if isinstance(found, type):
+        check_clusterer(target, found)
+        metric = str(task.get("metric", ""))
+        ok = not metric.endswith("inertia") or reports_inertia(found)
+        _check(ok, "task.metric", metric, f"model._target_={target} reports no inertia (the k-means family alone does); rank by ari, nmi or silhouette")
+
+
+def check_clusterer(target: str, estimator: Any) -> None:
+    """Refuse ``estimator`` (a class, or what ``model._target_=target`` built) unless it has a clusterer's ``fit`` and ``fit_predict``.
+
+    Every scikit-learn clusterer has both (``ClusterMixin``, the mixtures); a regressor or a
+    classifier has ``fit`` and ``predict`` but no ``fit_predict``, and needs labels to fit.
+    """
+    missing = [name for name in ("fit", "fit_predict") if not callable(getattr(estimator, name, None))]
+    _check(not missing, "model._target_", target, f"not a clustering estimator (it has no {' or '.join(missing)}); e.g. sklearn.cluster.KMeans")
+
+
+def reports_inertia(estimator: type) -> bool:
+    """Whether ``estimator`` is of the k-means family, whose ``score`` is minus the inertia: the others report none."""
+    from sklearn.cluster import BisectingKMeans, KMeans, MiniBatchKMeans
+
+    return issubclass(estimator, (KMeans, MiniBatchKMeans, BisectingKMeans))
 
 
 def validate(cfg: DictConfig) -> None:

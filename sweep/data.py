@@ -16,6 +16,7 @@ become class indices 0..K-1 in sorted order, the original labels kept on the :cl
 from __future__ import annotations
 
 import difflib
+import gzip
 import json
 import logging
 import math
@@ -109,25 +110,117 @@ def digits() -> Arrays:
     return Arrays(bunch.images.astype("float32"), bunch.target.astype("int64"), source="sklearn digits")
 
 
+#: Where Keras' own loaders download their files from (keras/src/datasets/mnist.py, fashion_mnist.py).
+KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+#: Keras-format ``.npz`` files Keras downloads itself: filename -> (its origin, the sha256 Keras checks it against).
+KERAS_FILES = {"mnist.npz": (KERAS_ORIGIN + "mnist.npz", "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1")}
+#: Fashion-MNIST as Keras caches it (no hash checked): gzipped idx files, labels then images, training then test.
+FASHION_MNIST_FILES = ("train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz")
+FASHION_MNIST_DIR = os.path.join("datasets", "fashion-mnist")
+
+
 def keras_cache_dir() -> Path:
     """Where Keras keeps downloaded datasets: ``$KERAS_HOME/datasets`` (default ``~/.keras/datasets``)."""
     return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets"
 
 
-def keras_npz(filename: str, path: str | None = None) -> Arrays:
+def keras_npz(filename: str, path: str | None = None, origin: str | None = None, file_hash: str | None = None) -> Arrays:
     """A dataset in Keras' ``.npz`` format (``x_train``, ``y_train``, ``x_test``, ``y_test``), e.g. ``mnist.npz``.
 
-    Nothing is downloaded: the file is read from ``path`` or from Keras' cache dir.
+    Read from ``path`` (never downloaded), else from Keras' cache dir, where ``keras.utils.get_file``
+    downloads it from ``origin`` when missing (null: Keras' own URL and hash, for the files Keras ships).
     """
-    file = Path(path).expanduser() if path else keras_cache_dir() / filename
-    if not file.is_file():
-        raise SweepConfigError(
-            f"dataset.path: no file at {file}; put {filename} (Keras format: x_train, y_train, x_test, y_test) "
-            f"there or pass dataset.path=<file>"
-        )
+    what = f"{filename} (Keras format: x_train, y_train, x_test, y_test)"
+    if path:
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise SweepConfigError(f"dataset.path: no file at {file}; put {what} there or pass dataset.path=<file>")
+    else:
+        keras_origin, keras_hash = KERAS_FILES.get(filename, (None, None))
+        file = _keras_file(filename, "datasets", origin or keras_origin, file_hash, None if origin else keras_hash, what)
     with _open_npz(file) as arrays:
         _require_keys(arrays, file, ("x_train", "y_train", "x_test", "y_test"))
         return Arrays(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"], source=str(file))
+
+
+def fashion_mnist(
+    filename: str = "fashion_mnist.npz", path: str | None = None, origin: str | None = None, file_hash: str | None = None
+) -> Arrays:
+    """Fashion-MNIST as ``keras.datasets.fashion_mnist.load_data`` reads it: four gzipped idx files in Keras' cache
+    dir (``datasets/fashion-mnist``), each downloaded from the URL folder ``origin`` (null: Keras') when missing.
+
+    ``path`` (an ``.npz`` in Keras' MNIST format), or ``filename`` in Keras' cache dir if there, is read instead.
+    ``file_hash``: the four files' hashes joined by ``:`` (no quoting on a command line), in :data:`FASHION_MNIST_FILES` order.
+    """
+    if path or (keras_cache_dir() / filename).is_file():
+        return keras_npz(filename, path)
+    hashes = [digest.strip() or None for digest in file_hash.split(":")] if file_hash else [None] * len(FASHION_MNIST_FILES)
+    if len(hashes) != len(FASHION_MNIST_FILES):
+        raise SweepConfigError(
+            f"dataset.file_hash: {file_hash!r}: Fashion-MNIST is {len(FASHION_MNIST_FILES)} files; give their hashes "
+            f"joined by ':', in the order {', '.join(FASHION_MNIST_FILES)}"
+        )
+    base = (origin or KERAS_ORIGIN).rstrip("/") + "/"
+    files = [
+        _keras_file(name, FASHION_MNIST_DIR, base + name, digest, None, f"{name} (one of Keras' Fashion-MNIST files)")
+        for name, digest in zip(FASHION_MNIST_FILES, hashes)
+    ]
+    x, y = _idx(files[1], files[0])
+    x_test, y_test = _idx(files[3], files[2])
+    return Arrays(x, y, x_test, y_test, source=str(files[0].parent))
+
+
+def _idx(images: Path, labels: Path) -> tuple[np.ndarray, np.ndarray]:
+    """28x28 images and their labels from gzipped idx files, read as Keras' Fashion-MNIST loader reads them."""
+    try:
+        with gzip.open(labels, "rb") as file:
+            y = np.frombuffer(file.read(), np.uint8, offset=8)
+        with gzip.open(images, "rb") as file:
+            x = np.frombuffer(file.read(), np.uint8, offset=16).reshape(len(y), 28, 28)
+    except (OSError, EOFError, ValueError) as error:
+        raise SweepConfigError(
+            f"dataset.path: cannot read {images} and {labels} as idx files ({_first_line(error)}); delete them to download them again"
+        ) from None
+    return x, y
+
+
+def _keras_file(fname: str, subdir: str, origin: str | None, file_hash: str | None, keras_hash: str | None, what: str) -> Path:
+    """``fname`` in Keras' cache dir (``subdir`` of ``$KERAS_HOME``), downloaded by ``keras.utils.get_file`` from ``origin`` when missing.
+
+    A cached file is read as it is unless ``file_hash`` is given: Keras then checks it and downloads a differing one
+    again. A download must have ``file_hash``, else ``keras_hash`` (Keras' own, for its own origin; ``None``: no check);
+    a download that has not is removed. ``what`` says what to put where when the file cannot be had.
+    """
+    home = keras_cache_dir().parent
+    target = home / subdir / fname
+    if target.is_file() and file_hash is None:
+        return target
+    if origin is None:
+        raise SweepConfigError(f"dataset.path: no file at {target}; put {what} there or pass dataset.path=<file>")
+    from filelock import FileLock
+    from keras.utils import get_file
+
+    expected = file_hash or keras_hash
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(home / ".sweep-download.lock"):  # jobs starting together download it once; the others find it cached
+            return Path(get_file(fname, origin=origin, file_hash=expected, cache_dir=str(home), cache_subdir=subdir))
+    except Exception as error:
+        if target.is_file():  # downloaded, but not the file the hash names: Keras keeps it, sweep does not
+            target.unlink()
+            raise SweepConfigError(
+                f"dataset.file_hash: {fname} downloaded from {origin} does not have hash {expected}; it was removed from {target.parent}"
+            ) from None
+        raise SweepConfigError(
+            f"dataset.origin: cannot download {fname} ({_first_line(error)}); put {what} at {target}, "
+            f"pass dataset.path=<file> or set dataset.origin=<url>"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message, or its type's name when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def npz(path: str) -> Arrays:

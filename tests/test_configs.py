@@ -13,7 +13,7 @@ CONF = Path(config_dir())
 GROUPS = ["task", "dataset", "model", "regularizer", "optimizer", "validation", "trainer", "experiment"]
 PRESETS = [(group, p.stem) for group in GROUPS for p in sorted((CONF / group).glob("*.yaml"))]
 #: Presets that only make sense with another choice.
-PARTNERS = {("model", "kmeans"): ["task=cluster"]}
+PARTNERS = {("model", name): ["task=cluster"] for name in ("kmeans", "minibatch_kmeans", "gaussian_mixture", "agglomerative")}
 
 
 @pytest.mark.parametrize(("group", "preset"), PRESETS, ids=[f"{g}={p}" for g, p in PRESETS])

@@ -1,7 +1,9 @@
-"""Datasets: digits is bundled, Keras-format files are read from disk (never downloaded), inputs are scaled by the sweep's rows, labels become class indices."""
+"""Datasets: digits is bundled, Keras-format files are read from disk (downloads: test_download.py), inputs are scaled by the sweep's rows, labels become class indices."""
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +33,29 @@ def test_digits_are_bundled_scaled_and_split() -> None:
     assert data.x.min() == 0.0 and data.x.max() == 1.0 and data.x.dtype == np.float32
 
 
-@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
-def test_a_missing_keras_file_says_where_to_put_it(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on: a download from it is refused at once, never leaving the machine."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(("name", "cached_as"), [("mnist", "mnist.npz"), ("fashion_mnist", "fashion-mnist/train-labels-idx1-ubyte.gz")])
+def test_a_keras_file_neither_cached_nor_downloadable_says_where_to_put_it(
+    name: str, cached_as: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    expected = tmp_path / "datasets" / f"{name}.npz"
-    with pytest.raises(SweepConfigError, match=rf"dataset.path: no file at {expected}; put {name}.npz"):
-        load_dataset(compose_config(f"dataset={name}").dataset)
+    origin = f"http://127.0.0.1:{closed_port()}/{'mnist.npz' if name == 'mnist' else ''}"
+    expected = re.escape(str(tmp_path / "datasets" / cached_as))
+    with pytest.raises(SweepConfigError, match=rf"^dataset.origin: cannot download .*; put .* at {expected}, pass dataset.path=<file>"):
+        load_dataset(compose_config(f"dataset={name}", f"dataset.origin={origin}").dataset)
+
+
+def test_a_keras_format_file_keras_does_not_ship_is_never_downloaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    expected = re.escape(str(tmp_path / "datasets" / "mine.npz"))
+    with pytest.raises(SweepConfigError, match=rf"^dataset.path: no file at {expected}; put mine.npz \(Keras format"):
+        load_dataset(compose_config("dataset=mnist", "dataset.filename=mine.npz").dataset)
 
 
 def test_mnist_is_read_from_keras_cache_dir_and_keeps_its_own_test_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
