@@ -197,7 +197,7 @@ class RegularizerConfig:
 class OptimizerConfig:
     _target_: str = MISSING  # called with learning_rate=lr and the other keys
     name: str = MISSING
-    lr: float = 1e-3
+    lr: Any = 1e-3  # a rate > 0, or a schedule: a node with a keras.optimizers.schedules.* _target_
 
 
 @dataclass
@@ -210,7 +210,7 @@ class AdamConfig(OptimizerConfig):
 class SGDConfig(OptimizerConfig):
     _target_: str = "keras.optimizers.SGD"
     name: str = "sgd"
-    lr: float = 0.01
+    lr: Any = 0.01
     momentum: float = 0.9
     nesterov: bool = False
 
@@ -255,6 +255,9 @@ class TrainerConfig:
     verbose: int = 0
     deterministic: bool = True  # TensorFlow op determinism: same config + seed, same numbers bit for bit
     warm_start: Optional[str] = None  # a job dir of a shorter run of this config to go on from (sweep.warm_start)
+    callbacks: Any = field(default_factory=dict)  # Keras callbacks by name: {name: {_target_: ..., its arguments}}
+    class_weight: Any = None  # null, balanced, or {label: weight} (labels missing weigh 1)
+    timeout_s: Optional[float] = None  # a job still training after this many seconds is stopped and recorded failed
 
 
 @dataclass
@@ -370,6 +373,11 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_node(value: Any) -> bool:
+    """Whether ``value`` is a config node naming what to instantiate (a string ``_target_``)."""
+    return isinstance(value, (dict, DictConfig)) and isinstance(value.get("_target_"), str)
+
+
 def _seed(value: Any) -> bool:
     return _integer(value) and 0 <= value <= SEED_MAX
 
@@ -383,7 +391,7 @@ RANGES: tuple[tuple[str | None, str, Callable[[Any], bool], str], ...] = (
     ("dataset", "split_seed", _seed, _SEEDS),
     ("dataset", "impute", lambda v: v in (None, "mean", "median"), "must be null (missing values refused), mean or median"),
     ("dataset", "test_size", lambda v: _number(v) and 0 < v < 1, "must be a fraction in (0, 1)"),
-    ("optimizer", "lr", lambda v: _number(v) and v > 0, "must be a finite number > 0"),
+    ("optimizer", "lr", lambda v: (_number(v) and v > 0) or _is_node(v), "must be a finite number > 0 or a schedule's _target_ node"),
     ("optimizer", "rho", lambda v: _number(v) and 0 <= v < 1, "must be in [0, 1)"),
     ("optimizer", "momentum", lambda v: _number(v) and 0 <= v <= 1, "must be in [0, 1]"),
     ("regularizer", "l1", lambda v: _number(v) and v >= 0, "must be a finite number >= 0"),
@@ -391,6 +399,7 @@ RANGES: tuple[tuple[str | None, str, Callable[[Any], bool], str], ...] = (
     ("regularizer", "dropout", lambda v: _number(v) and 0 <= v < 1, "must be in [0, 1)"),
     ("trainer", "epochs", lambda v: _number(v) and v >= 1, "must be >= 1"),
     ("trainer", "batch_size", lambda v: _number(v) and v >= 1, "must be >= 1"),
+    ("trainer", "timeout_s", lambda v: v is None or (_number(v) and v > 0), "must be null (no limit) or a number of seconds > 0"),
     ("trainer", "early_stopping_patience", lambda v: v is None or (_number(v) and v >= 0), "must be null (no early stopping) or >= 0"),
     ("model", "n_clusters", lambda v: _number(v) and v >= 2, "must be >= 2"),
     ("model", "n_components", lambda v: _number(v) and v >= 2, "must be >= 2"),
@@ -460,6 +469,18 @@ def _check_choice(node: Any, key: str, group: str, choices: Collection[str], all
     value = node.get(key, _ABSENT)
     if value is not _ABSENT and value not in choices:
         raise _refused(f"{group}.{key}", value, f"{allowed}{_did_you_mean(str(value), choices)}")
+
+
+def _check_hooks(task: Any, trainer: Any) -> None:
+    """``trainer.callbacks`` holds named ``_target_`` nodes; ``trainer.class_weight`` is null, balanced or positive weights, for classifiers only."""
+    for name, node in (trainer.get("callbacks") or {}).items():
+        _check(_is_node(node), f"trainer.callbacks.{name}", node, "must be a node with a _target_ (e.g. keras.callbacks.CSVLogger)")
+    weights = trainer.get("class_weight")
+    if weights is None:
+        return
+    _check(task.get("name") == "classify", "trainer.class_weight", weights, f"weighs classes; task={task.get('name')} has none")
+    ok = weights == "balanced" or (isinstance(weights, DictConfig) and all(_number(w) and w > 0 for w in weights.values()))
+    _check(ok, "trainer.class_weight", weights, "must be null, balanced or {label: weight > 0}")
 
 
 def _check_validation(val: Any) -> None:
@@ -549,6 +570,7 @@ def validate(cfg: DictConfig) -> None:
         if value is not _ABSENT:
             _check(ok(value), f"{group}.{key}" if group else key, value, allowed)
     _check_monitor(nodes["task"], nodes["trainer"])
+    _check_hooks(nodes["task"], nodes["trainer"])
     _check_validation(nodes["validation"])
     if nodes["task"].get("name") == "regress":
         name = nodes["validation"].get("name")
@@ -631,7 +653,7 @@ def unflatten(record: dict[str, Any]) -> DictConfig:
 
 #: Keys that change neither the metrics nor the artifacts, left out of the fingerprint.
 #: Keys that change how a run is done but not its numbers (a warm start gives the same bits).
-UNFINGERPRINTED = frozenset({"trainer.verbose", "fail_on_error", "threads", "trainer.warm_start"})
+UNFINGERPRINTED = frozenset({"trainer.verbose", "fail_on_error", "threads", "trainer.warm_start", "trainer.timeout_s"})
 
 
 def fingerprint(flat: dict[str, Any]) -> str:

@@ -87,11 +87,14 @@ def refit_config(cfg: DictConfig, epochs: list[float] | None = None) -> DictConf
 
     The count is the mean of ``epochs`` (:func:`restored_epochs` of the sweep's runs), rounded.
     A warm start is dropped: the refit trains from scratch on other rows than the run it named.
+    So is ``trainer.callbacks``: its validation rows are the test rows, which no callback may see.
     """
     cfg = cfg.copy()
     trainer = cfg.get("trainer")
     if trainer is not None and trainer.get("warm_start") is not None:
         trainer.warm_start = None
+    if trainer is not None and trainer.get("callbacks"):
+        trainer.callbacks = {}
     if trainer is not None and trainer.get("early_stopping_patience") is not None:
         if epochs:
             trainer.epochs = max(1, round(sum(epochs) / len(epochs)))

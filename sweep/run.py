@@ -72,17 +72,24 @@ class Trained(NamedTuple):
     fits: list[tuple[int | None, Fitted]]
 
 
-def train(cfgs: list[DictConfig], checked: list[tuple[Dataset, list[Fold]]], max_population: int = 64) -> list[Trained]:
+def train(
+    cfgs: list[DictConfig], checked: list[tuple[Dataset, list[Fold]]], max_population: int = 64, job_dir: Path | None = None
+) -> list[Trained]:
     """Train every fold of every config (``checked`` is each one's :func:`check`) through :func:`sweep.engines.fit_members` at once.
 
     Each config's folds after its first diverged one are left out of its results (those trained
-    alone are not even trained: :func:`sweep.engines.fit_members`).
+    alone are not even trained: :func:`sweep.engines.fit_members`). ``job_dir``: the one config's
+    job dir, where its callbacks write (``None`` for a population: the graph runs no callbacks).
+    A config's ``trainer.timeout_s`` counts from here, for all its folds.
     """
-    members = [
-        member
-        for cfg, (data, folds) in zip(cfgs, checked)
-        for member in started(cfg, [Member(cfg, data.x, data.y, fold.train, fold.val, fold.index) for fold in folds])
-    ]
+    members = []
+    for cfg, (data, folds) in zip(cfgs, checked):
+        deadline = _deadline(cfg)
+        fresh = [
+            Member(cfg, data.x, data.y, fold.train, fold.val, fold.index, out_dir=job_dir, classes=data.classes, deadline=deadline)
+            for fold in folds
+        ]
+        members += started(cfg, fresh)
     fitted = iter(fit_members(members, max_population))
     out = []
     for data, folds in checked:
@@ -90,6 +97,12 @@ def train(cfgs: list[DictConfig], checked: list[tuple[Dataset, list[Fold]]], max
         end = next((i + 1 for i, (_, fit) in enumerate(fits) if fit.diverged), len(fits))
         out.append(Trained(data, fits[:end]))
     return out
+
+
+def _deadline(cfg: DictConfig) -> float | None:
+    """When the training of ``cfg``'s job must stop (``trainer.timeout_s`` from now), as ``time.monotonic()``; ``None``: never."""
+    seconds = cfg.trainer.get("timeout_s")
+    return None if seconds is None else time.monotonic() + seconds
 
 
 def run_job(cfg: DictConfig, job: Job, trained: Trained | None = None) -> dict[str, Any]:
@@ -113,7 +126,7 @@ def run_job(cfg: DictConfig, job: Job, trained: Trained | None = None) -> dict[s
     record = _new_record(job, flat, fprint, run, datetime.now(timezone.utc))
     start = time.perf_counter()
     try:
-        data, fits = trained if trained is not None else train([cfg], [check(cfg)])[0]
+        data, fits = trained if trained is not None else train([cfg], [check(cfg)], job_dir=job.dir)[0]
         record |= data.about() | _metrics(fits)
         record["artifacts"] = artifact_sizes(job.dir, _write_outputs(job.dir, fits, data))
         record["status"] = "diverged" if any(fit.diverged for _, fit in fits) else "completed"

@@ -47,7 +47,7 @@ def test_the_cluster_task_runs_kmeans(tmp_path: Path) -> None:
 def test_a_bad_value_is_one_line_naming_the_key(tmp_path: Path) -> None:
     proc = run_sweep("optimizer.lr=-1", cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == "sweep: failed: SweepConfigError: optimizer.lr=-1.0: must be a finite number > 0"
+    assert proc.stderr.strip().splitlines()[-1] == "sweep: failed: SweepConfigError: optimizer.lr=-1: must be a finite number > 0 or a schedule's _target_ node"
 
 
 def test_a_built_wheel_finds_its_configs(tmp_path: Path) -> None:

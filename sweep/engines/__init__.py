@@ -103,13 +103,18 @@ def chunked(items: Sequence[T], max_size: int) -> list[Sequence[T]]:
 
 
 def _fit_alone(member: Member) -> Fitted:
-    """Train one member with ``model.fit`` or scikit-learn; its ``fit_time_s`` is the fit alone."""
+    """Train one member with ``model.fit`` or scikit-learn; its ``fit_time_s`` is the fit alone.
+
+    ``model.fit`` stops at its deadline (:attr:`Member.deadline`); a scikit-learn fit that ends past it fails then.
+    """
     if member.cfg.task.name == "cluster":
         from sweep.engines.sklearn_fit import cluster
 
         start = time.perf_counter()
         fitted = cluster(member)
         fitted.metrics["fit_time_s"] = time.perf_counter() - start
+        if member.deadline is not None and time.monotonic() > member.deadline:  # a scikit-learn fit cannot be stopped midway
+            raise TimeoutError(f"trainer.timeout_s={member.cfg.trainer.timeout_s:g}: the fit ended past it")
     else:
         from sweep.engines.keras_fit import fit_keras
 

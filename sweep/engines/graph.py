@@ -85,6 +85,14 @@ def unsupported(cfg: DictConfig) -> str | None:
     momentum = opt.get("momentum", 0.0)
     if not isinstance(momentum, float) or not 0.0 <= momentum <= 1.0 or not isinstance(opt.get("nesterov", False), bool):
         return f"optimizer.momentum={momentum}, nesterov={opt.get('nesterov', False)}: the graph takes a float in [0, 1] and a bool"
+    if isinstance(opt.get("lr"), DictConfig):
+        return f"optimizer.lr._target_={opt.lr.get('_target_')}: the graph trains at a constant rate"
+    if trainer.get("callbacks"):
+        return f"trainer.callbacks.{next(iter(trainer.callbacks))}: the graph runs no Keras callbacks"
+    if trainer.get("timeout_s") is not None:
+        return f"trainer.timeout_s={trainer.timeout_s}: the graph trains all epochs in one call, which no time limit stops"
+    if trainer.get("class_weight") is not None:
+        return f"trainer.class_weight={trainer.class_weight}: the graph weighs every row alike"
     regression = cfg.task.name == "regress"
     if regression and cfg.task.get("loss") not in LOSSES:
         return f"task.loss={cfg.task.get('loss')}: the graph has {', '.join(LOSSES)}"

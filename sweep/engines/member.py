@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
@@ -35,6 +36,9 @@ class Member:
     Members of one sweep share ``x`` and ``y`` (the dataset's rows, never copied per member).
     ``start``: the fit goes on from there, to ``cfg.trainer.epochs`` in all, with the same
     numbers as a fit from scratch (the graph's; other engines train from scratch).
+    ``out_dir``: its job's dir, where its callbacks write (``None``: where they say).
+    ``classes``: the dataset's original label of each class index (``None``: the indices are the labels).
+    ``deadline``: the ``time.monotonic()`` past which its job's training stops (``trainer.timeout_s``; ``None``: no limit).
     """
 
     cfg: DictConfig
@@ -44,6 +48,9 @@ class Member:
     val: np.ndarray
     fold: int | None = None
     start: Checkpoint | None = None
+    out_dir: Path | None = None
+    classes: tuple[int | str, ...] | None = None
+    deadline: float | None = None
 
     @classmethod
     def of_arrays(cls, cfg: DictConfig, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray) -> Member:
@@ -60,6 +67,13 @@ class Member:
             targets = self.y[self.train].astype(np.float64)
             return Output(0, float(np.float32(targets.mean())), float(np.float32(targets.var())))
         return Output(int(max(self.y[self.train].max(), self.y[self.val].max())) + 1)
+
+    @property
+    def callback_dir(self) -> Path | None:
+        """Where its callbacks write: the job dir, or the job dir's ``fold<k>`` for a fold of a k-fold run."""
+        if self.out_dir is None or self.fold is None:
+            return self.out_dir
+        return self.out_dir / f"fold{self.fold}"
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Its rows as ``(x_train, y_train, x_val, y_val)``."""
