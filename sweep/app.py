@@ -42,8 +42,10 @@ _stopped_by: str | None = None
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def run(cfg: DictConfig, trained: Trained | None = None) -> float:
-    """Run one composed config; log ``overrides -> metric (time)``; return the metric (NaN unless completed).
+    """Run one composed config; return the metric (NaN unless completed).
 
+    A single run logs ``overrides -> metric (time)``; in a multirun, the sweep's process
+    prints each job's line as it finishes, with the sweep's progress (:mod:`sweep.progress`).
     ``trained``: the job's training, when sweep's launcher trained it with other jobs.
     """
     stop_if_asked()
@@ -58,12 +60,11 @@ def run(cfg: DictConfig, trained: Trained | None = None) -> float:
     job = Job(Path(hydra_cfg.runtime.output_dir), hydra_cfg.job.get("num"), overrides, sweep_dir)
     record = run_job(cfg, job, trained)
     value = primary_metric(cfg, record)
-    label = " ".join(overrides) or "(defaults)"
     if record["status"] == "completed":
-        how = "reused" if "reused_from" in record else f"{record['elapsed_s']:.1f}s"
-        log.info("%s -> %s=%.4f (%s)", label, cfg.task.metric, value, how)
+        if not multirun:
+            how = "reused" if "reused_from" in record else f"{record['elapsed_s']:.1f}s"
+            log.info("%s -> %s=%.4f (%s)", " ".join(overrides) or "(defaults)", cfg.task.metric, value, how)
     elif multirun:
-        log.warning("%s -> %s: %s (%.1fs)", label, record["status"], record["error"], record["elapsed_s"])
         return math.nan
     else:
         print(f"sweep: {record['status']}: {record['error']}", file=sys.stderr)

@@ -73,8 +73,9 @@ class ResultsTable(Callback):
     """Write ``results.csv``, ``results.parquet`` and ``summary.csv`` at the sweep root; print the top ``top`` configs.
 
     The last lines count this sweep run's runs by status (:func:`this_run`: a failure left
-    in the dir by an earlier run does not count). If any failed (raised) and the config's
-    ``fail_on_error`` is true, the command then exits 1; diverged runs never count.
+    in the dir by an earlier run does not count), with the sweep's time since it started
+    (:mod:`sweep.progress`, whose count of finished jobs starts then). If any failed (raised)
+    and the config's ``fail_on_error`` is true, the command then exits 1; diverged runs never count.
     With ``plot``, the figures of :func:`sweep.plots.plot_sweep` are written too; with
     ``tensorboard``, TensorBoard's HParams dashboard into ``<sweep dir>/tensorboard``; with
     ``html``, the page of :func:`sweep.viewers.html.write_report` as ``<sweep dir>/report.html``.
@@ -88,8 +89,15 @@ class ResultsTable(Callback):
         self.tensorboard = tensorboard
         self.html = html
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Start the sweep's progress: its count of finished jobs and its clock."""
+        from sweep.progress import start
+
+        start()
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from sweep.results import format_summary, load, status_line, write_tables
+        from sweep.progress import current
+        from sweep.results import format_summary, load, write_tables
 
         sweep_dir = Path(config.hydra.sweep.dir)
         statuses: list[str] = []
@@ -102,7 +110,7 @@ class ResultsTable(Callback):
                 self._views(runs, summary, sweep_dir)
         except Exception as error:  # the sweep itself is done and recorded
             log.error("results tables for %s not written: %s: %s", sweep_dir, type(error).__name__, error)
-        print(status_line(statuses), flush=True)
+        print(current().totals(statuses), flush=True)
         if "failed" in statuses:
             print(f"failed runs: see the error column of {sweep_dir / 'results.csv'} and each job's log", flush=True)
             if config.get("fail_on_error", True):

@@ -37,9 +37,20 @@ class GridSweeper(BasicSweeper):
     DRAW = "hparams_search=random hydra.sweeper.n_trials=N"  # how to draw from an interval instead, in messages
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        """Hydra's setup, composing once; the launcher's launches are counted by the sweep's progress (:class:`sweep.progress.Counted`)."""
         from sweep.compose_once import composing_once  # not at Hydra's plugin scan: sweep's configs are its own app's
+        from sweep.progress import Counted
 
         super().setup(hydra_context=composing_once(hydra_context), task_function=task_function, config=config)
+        self.launcher = Counted(self.launcher)  # type: ignore[assignment]
+
+    def get_job_batch(self) -> Sequence[Sequence[str]]:
+        """Hydra's next batch; before the first, the sweep's progress learns how many jobs the batches hold."""
+        from sweep.progress import current
+
+        if self.batch_index == 0 and self.overrides is not None:
+            current().total = sum(map(len, self.overrides))
+        return super().get_job_batch()
 
     def sweep(self, arguments: List[str]) -> Any:
         """Hydra's batches, one launch each; then the launcher's trainer process, kept from batch to batch, is ended."""

@@ -43,9 +43,14 @@ EXIT_CODES = re.compile(r"exit codes of the workers are \{([^}]*)\}")
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[JobReturn]:
-    """Run the jobs in joblib workers; a job whose worker dies is recorded failed and the others run on."""
+    """Run the jobs in joblib workers; a job whose worker dies is recorded failed and the others run on.
+
+    Each job's line is printed as its result arrives (:mod:`sweep.progress`).
+    """
     from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
     from joblib import Parallel, delayed
+
+    from sweep.progress import current
 
     setup_globals()
     configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
@@ -70,6 +75,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             for idx, ret in Parallel(**joblib_cfg, return_as="generator_unordered")(jobs):
                 done[idx] = ret
                 del todo[idx]
+                current().report(ret)
         except BrokenProcessPool as broken:
             killed = killed_jobs(sweep_dir, since)
             unexplained = 0 if killed else unexplained + 1
@@ -80,6 +86,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
                 done[note["job_num"]] = fail(marker, note, why, sweep_dir)
                 todo.pop(note["job_num"], None)
                 log.warning("#%s %s: %s; recorded failed", note["job_num"], " ".join(note["overrides"]), why)
+                current().report(done[note["job_num"]])
             if not killed:
                 log.warning("%s between jobs", why)
             log.warning("running the %d unfinished job(s) again in a new pool", len(todo))

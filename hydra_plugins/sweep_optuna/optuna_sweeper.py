@@ -70,6 +70,7 @@ class OptunaSweeper(GridSweeper):
         """Ask, launch and tell, batch by batch, until the study has ``n_trials`` trials; then write its best trials."""
         from sweep import search
         from sweep.config import refuse
+        from sweep.progress import current
 
         assert self.config is not None and self.launcher is not None
         lines = [f"{key}={value}" for key, value in (self.params or {}).items()] + list(arguments)
@@ -82,6 +83,7 @@ class OptunaSweeper(GridSweeper):
         except search.SweepConfigError as error:
             refuse(str(error))
         study.sampler = self._sampler(search.finished(study), space)
+        current().total = max(self.n_trials - search.finished(study), 0)  # the trials this run asks for
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         retried = search.retry_interrupted(study)
         if retried:

@@ -102,7 +102,12 @@ class VectorizedLauncher(Launcher):
         self.trains_together = takes and all(key in config for key in SWEEP_KEYS)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        """Compose every job, plan its populations, then run the jobs in order, each member with its population's results."""
+        """Compose every job, plan its populations, then run the jobs in order, each member with its population's results.
+
+        Each job's line is printed as it returns (:mod:`sweep.progress`).
+        """
+        from sweep.progress import current
+
         setup_globals()
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -131,6 +136,7 @@ class VectorizedLauncher(Launcher):
                 if trained is not None:
                     configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
                 runs.append(self._run(job, trained))
+                current().report(runs[-1])
         except BaseException:
             self.close()
             raise

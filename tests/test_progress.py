@@ -1,0 +1,102 @@
+"""Progress lines: one ``[k/N] overrides -> outcome`` line per finished job under each launcher and sweeper, then the totals.
+
+Real ``sweep -m`` runs in subprocesses; the assertions are on the lines' structure, not on their wording,
+and hold whether the runs complete or fail (each line's count is checked against the records).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from hydra.core.utils import JobReturn, JobStatus
+
+from sweep.progress import Progress, duration
+from sweep.results import status_line
+
+from conftest import records_under, run_sweep
+
+#: A job's line: ``[k/N] <overrides> -> <outcome>``.
+JOB_LINE = re.compile(r"^\[(\d+)/(\d+)\] (.*?) -> (.*)$")
+
+#: Two learning rates x two folds of a 2-fold split, one epoch each.
+FOUR_JOBS = ("trainer.epochs=1", "trainer.save_model=false", "validation=kfold", "validation.n_splits=2", "optimizer.lr=1e-3,1e-2", "validation.fold=0,1")
+
+
+def job_lines(proc: subprocess.CompletedProcess) -> list[tuple[int, int, str, str]]:
+    """Every job line of the sweep's stdout as ``(k, N, overrides, outcome)``."""
+    found = [JOB_LINE.match(line) for line in proc.stdout.splitlines()]
+    return [(int(m[1]), int(m[2]), m[3], m[4]) for m in found if m]
+
+
+def assert_progress(proc: subprocess.CompletedProcess, sweep_dir: Path, n: int) -> list[tuple[int, int, str, str]]:
+    """One line per job, numbered 1..n of n, each job's overrides once; the totals line counts the records; return the lines."""
+    lines = job_lines(proc)
+    records = records_under(sweep_dir)
+    assert len(records) == n, proc.stdout + proc.stderr
+    assert [k for k, _, _, _ in lines] == list(range(1, n + 1)), proc.stdout
+    assert {total for _, total, _, _ in lines} == {n}, proc.stdout
+    assert sorted(overrides for _, _, overrides, _ in lines) == sorted(" ".join(r["overrides"]) for r in records)
+    out = proc.stdout.splitlines()
+    totals = [i for i, line in enumerate(out) if re.fullmatch(r"\d+ runs?: .* in \S+", line)]
+    assert len(totals) == 1, proc.stdout
+    assert out[totals[0]].rsplit(" in ", 1)[0] == status_line([r["status"] for r in records])
+    results = out.index(f"Results: {sweep_dir}")
+    assert max(i for i, line in enumerate(out) if JOB_LINE.match(line)) < results < totals[0], "job lines, then the table, then the totals"
+    return lines
+
+
+def test_a_line_counts_the_sweep_and_estimates_the_rest() -> None:
+    progress = Progress(total=3)
+    progress.launched(3)
+    ret = JobReturn(overrides=["optimizer.lr=0.1"], status=JobStatus.FAILED, _return_value=ValueError("bad"), working_dir="/nonexistent")
+    assert re.fullmatch(r"\[1/3\] optimizer.lr=0.1 -> failed: ValueError: bad · ETA \d+s", progress.finished(ret))
+    assert [duration(s) for s in (4.4, 72, 7500)] == ["4s", "1m12s", "2h05m"]
+
+
+@pytest.mark.slow
+def test_the_default_launcher_numbers_each_job_once_and_a_rerun_says_reused(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "grid"
+    first = run_sweep("-m", *FOUR_JOBS, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    lines = assert_progress(first, sweep_dir, 4)
+    assert all(outcome.startswith("val_accuracy=") and "(reused)" not in outcome for *_, outcome in lines), first.stdout
+    again = run_sweep("-m", *FOUR_JOBS, f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    assert all("(reused)" in outcome for *_, outcome in assert_progress(again, sweep_dir, 4)), again.stdout
+
+
+@pytest.mark.slow
+def test_joblib_numbers_each_job_once_and_names_the_failed_ones(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "joblib"
+    proc = run_sweep(
+        "-m", "trainer.epochs=1", "trainer.save_model=false", "validation=kfold", "validation.n_splits=1,2", "optimizer.lr=1e-3,1e-2",
+        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, check=False,
+    )  # fmt: skip
+    lines = assert_progress(proc, sweep_dir, 4)
+    refused = [outcome for _, _, overrides, outcome in lines if "validation.n_splits=1" in overrides]
+    assert len(refused) == 2 and all(outcome.startswith("failed: ") for outcome in refused), proc.stdout
+
+
+@pytest.mark.slow
+def test_optuna_batches_number_the_trials_of_the_whole_study(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "optuna"
+    proc = run_sweep(
+        "-m", "hparams_search=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "trainer.epochs=1",
+        "trainer.save_model=false", "validation.n_splits=2", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert_progress(proc, sweep_dir, 4)
+
+
+@pytest.mark.slow
+def test_ray_prints_no_colour_codes_and_no_token_warning(tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    sweep_dir = tmp_path / "ray"
+    proc = run_sweep(
+        "-m", "trainer.epochs=1", "trainer.save_model=false", "optimizer.lr=1e-3,1e-2", "hydra/launcher=ray_local",
+        f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, timeout=300, check=False,
+    )  # fmt: skip
+    assert_progress(proc, sweep_dir, 2)
+    out = proc.stdout + proc.stderr
+    assert "\x1b" not in out
+    assert not [line for line in out.splitlines() if "token" in line.lower()], out
