@@ -12,9 +12,11 @@ population of one; the CSV's ``*_sweep_*`` columns and the per-job overheads are
 to end). W2's records of the two launchers are compared bit for bit (``W2_records_bitwise_equal``).
 
 Then W5 (:mod:`benchmarks.w5`, once): successive halving against the full grid, keras-tuner's
-Hyperband and Optuna's TPE with its HyperbandPruner, 60 configs x 5 folds up to 27 epochs.
+Hyperband and Optuna's TPE with its HyperbandPruner, 60 configs x 5 folds up to 27 epochs;
+and W6 (:mod:`benchmarks.w6`, once): the tutorial's grid on 60,000 rows of 28x28, time and peak
+memory against the hand-written loop.
 
-    python -m benchmarks [--quick] [--rounds N] [--csv FILE] [--no-memory] [--no-w5]
+    python -m benchmarks [--quick] [--rounds N] [--csv FILE] [--no-memory] [--no-w5] [--no-w6]
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import w5
+from benchmarks import w5, w6
 from benchmarks.contenders import ROOT, Result, run
 from benchmarks.workloads import QUICK, WORKLOADS
 
@@ -62,6 +64,8 @@ COLUMNS = [
     "W5_halving_over_grid", "W5_halving_over_tuner", "W5_halving_over_optuna", "W5_halving_gap_points",
     "W5_winner_equals_grid_record", "W5_halving_jobs", "W5_tuner_trials", "W5_optuna_trials",
     *(f"W5_{name}_{what}" for name in ("optuna", "optuna2") for what in ("version", "early_acc", "early_s", "final_acc", "search_s")),
+    "W6_rows", "W6_configs", "W6_epochs", "W6_dataset_mb", "W6_loop_s", "W6_sweep_s", "W6_sweep_over_loop",
+    "W6_loop_rss_mb", "W6_sweep_rss_mb", "W6_sweep_rss_over_loop", "W6_loop_acc", "W6_sweep_acc",
 ]
 
 
@@ -295,15 +299,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--csv", type=Path, default=CSV, help="where to append the row (default benchmarks/results.csv)")
     parser.add_argument("--no-memory", action="store_true", help="skip the RSS-growth sweeps of benchmarks/memory.py")
     parser.add_argument("--no-w5", action="store_true", help="skip W5, the multi-fidelity search of benchmarks/w5.py (about 17 minutes on 2 cores)")
+    parser.add_argument("--no-w6", action="store_true", help="skip W6, the tutorial's grid on 60,000 rows of benchmarks/w6.py (about 8 minutes on 2 cores)")
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 2)
     started = time.perf_counter()
     row = bench(args.quick, rounds, memory=not (args.no_memory or args.quick))
     if not args.no_w5:
         row |= w5.bench(args.quick)
+    if not args.no_w6:
+        row |= w6.bench(args.quick)
     print(report(row))
     if not args.no_w5:
         print(w5.report(row))
+    if not args.no_w6:
+        print(w6.report(row))
     append_csv(row, args.csv)
     print(f"appended to {args.csv} ({time.perf_counter() - started:.0f} s in all)")
     return row

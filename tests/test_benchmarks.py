@@ -37,6 +37,10 @@ def test_quick_benchmark_appends_a_row(tmp_path: Path) -> None:
         assert float(row[f"W5_{name}_s"]) > 0 and 0.7 < float(row[f"W5_{name}_acc"]) <= 1.0, name
     assert int(row["W5_halving_epochs"]) < int(row["W5_grid_epochs"]), "halving trains fewer epochs than the grid"
     assert row["W5_winner_equals_grid_record"] == "True", "the winner's last record is the grid's run of its config"
+    # W6: the tutorial's grid on MNIST-shaped rows, time and peak memory beside the hand-written loop's
+    for what in ("s", "rss_mb"):
+        assert float(row[f"W6_loop_{what}"]) > 0 and float(row[f"W6_sweep_{what}"]) > 0, what
+    assert 0.7 < float(row["W6_sweep_acc"]) <= 1.0 and int(row["W6_configs"]) == 2
 
 
 @pytest.mark.slow
