@@ -100,3 +100,20 @@ def test_ray_prints_no_colour_codes_and_no_token_warning(tmp_path: Path) -> None
     out = proc.stdout + proc.stderr
     assert "\x1b" not in out
     assert not [line for line in out.splitlines() if "token" in line.lower()], out
+
+
+def test_a_long_population_says_which_epoch_it_is_in_and_trains_the_same_bits(capfd, monkeypatch):
+    from sweep.config import compose
+    from sweep.engines import graph
+    from sweep.run import check, train
+
+    cfgs = [compose("trainer.epochs=3", "trainer.save_model=false", f"optimizer.lr={lr}") for lr in (1e-3, 1e-2)]
+    monkeypatch.setattr(graph.EPOCHS, "every_s", 0.0)  # every epoch counts as long
+    told = train(cfgs, [check(c) for c in cfgs])
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("population of")]
+    assert [re.sub(r" \(\d+s\)$", "", line) for line in lines] == [f"population of 2 jobs: epoch {e} of 3" for e in (1, 2)]
+    monkeypatch.setattr(graph.EPOCHS, "every_s", float("inf"))  # never long: nothing printed
+    quiet = train(cfgs, [check(c) for c in cfgs])
+    assert not [line for line in capfd.readouterr().err.splitlines() if line.startswith("population of")]
+    assert [t.fits[0][1].trained_by for t in told] == ["graph", "graph"] and told[0].fits[0][1].population_size == 2
+    assert [t.fits[0][1].history for t in told] == [t.fits[0][1].history for t in quiet]

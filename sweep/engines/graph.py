@@ -36,6 +36,7 @@ change with trailing (masked) zeros.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -167,6 +168,34 @@ def hyperparameters(cfg: DictConfig) -> list[float]:
     return [cfg.optimizer.lr, reg.get("l1", 0.0), reg.get("l2", 0.0), reg.get("dropout", 0.0)]
 
 
+class EpochProgress:
+    """A line on stderr while a long population trains: ``population of 40 jobs: epoch 7 of 27 (31s)``, every :attr:`every_s` seconds.
+
+    The graph calls :meth:`tick` after each epoch (a ``numpy_function`` that returns 1, the
+    step of its epoch counter); a population done sooner than :attr:`every_s` prints nothing.
+    """
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.every_s = every_s
+        self.members, self.started, self.last = 0, 0.0, 0.0
+
+    def begin(self, members: int) -> None:
+        self.members, self.started = members, time.monotonic()
+        self.last = self.started
+
+    def tick(self, epoch: np.ndarray, epochs: np.ndarray) -> np.int32:
+        now = time.monotonic()
+        if now - self.last >= self.every_s and epoch < epochs:
+            self.last = now
+            jobs = f"{self.members} job{'s' if self.members > 1 else ''}"
+            print(f"population of {jobs}: epoch {int(epoch)} of {int(epochs)} ({now - self.started:.0f}s)", file=sys.stderr, flush=True)
+        return np.int32(1)
+
+
+#: The progress of the population this process trains (one at a time).
+EPOCHS = EpochProgress()
+
+
 def fit_population(members: Sequence[Member]) -> list[Fitted]:
     """Train ``members`` as one population (they share one :class:`Plan`, dataset and class count); one :class:`Fitted` each.
 
@@ -178,6 +207,7 @@ def fit_population(members: Sequence[Member]) -> list[Fitted]:
     keras()  # the TensorFlow import is not the fit's time
     start = time.perf_counter()
     plan = Plan.of(members)
+    EPOCHS.begin(len(members))
     history, ran, weights, slots, iterations, restored = compiled(plan)(*_inputs(plan, members))
     per_member = (time.perf_counter() - start) / len(members)
     fits = []
@@ -587,7 +617,9 @@ class Population:
             watch, stop = self.watch(watch, epoch, row, state.params, alive, f.patience)
             ran += tf.cast(alive, tf.int32)
             alive = tf.logical_and(tf.logical_and(alive, tf.math.is_finite(row[:, 0])), tf.logical_not(stop))
-            return epoch + 1, alive, ran, state, watch, history.write(epoch - f.first_epoch, row)
+            with tf.control_dependencies([row]):  # after the epoch, before the next: it changes no number
+                tick = tf.reshape(tf.numpy_function(EPOCHS.tick, [epoch + 1, f.epochs], tf.int32, stateful=True), [])
+            return epoch + tick, alive, ran, state, watch, history.write(epoch - f.first_epoch, row)
 
         history = tf.TensorArray(tf.float32, size=f.epochs - f.first_epoch)
         start = (f.first_epoch, tf.ones_like(f.seeds, tf.bool), counts, state, watch, history)
