@@ -130,7 +130,8 @@ def _assert_refused(proc, *phrases: str) -> None:
 @pytest.mark.parametrize(
     ("overrides", "phrases"),
     [
-        (["optimizer.lr=abc"], ["optimizer.lr", "could not be converted to Float"]),
+        (["regularizer.l2=abc"], ["regularizer.l2", "could not be converted to Float"]),
+        (["optimizer.lr=abc"], ["optimizer.lr='abc'", "must be a finite number > 0 or a schedule's _target_ node"]),
         (["trainer.epochs=2.5"], ["trainer.epochs"]),
         (["trainer.foo=1"], ["trainer.foo"]),
         (["regularizer.dropout=1"], ["regularizer.dropout=1.0: must be in [0, 1)"]),
@@ -154,7 +155,7 @@ def test_the_command_refuses_a_bad_file_in_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_hydra_full_error_shows_the_traceback(tmp_path: Path) -> None:
-    proc = run_sweep("optimizer.lr=abc", cwd=tmp_path, check=False, env={"HYDRA_FULL_ERROR": "1"})
+    proc = run_sweep("regularizer.l2=abc", cwd=tmp_path, check=False, env={"HYDRA_FULL_ERROR": "1"})
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
