@@ -155,12 +155,9 @@ class KMeansConfig:
 
 
 @dataclass
-class MiniBatchKMeansConfig:
+class MiniBatchKMeansConfig(KMeansConfig):
     _target_: str = "sklearn.cluster.MiniBatchKMeans"
     name: str = "minibatch_kmeans"
-    n_clusters: int = 10
-    init: str = "k-means++"
-    n_init: Any = "auto"
     max_iter: int = 100
     batch_size: int = 1024
 
@@ -500,6 +497,8 @@ def _check_validation(val: Any) -> None:
         )
 
 
+#: The keys that count a clusterer's clusters: ``n_components`` is the mixtures' name for it.
+CLUSTER_COUNTS = ("n_clusters", "n_components")
 #: The clustering presets of ``conf/model/``.
 CLUSTER_PRESETS = "kmeans, minibatch_kmeans, gaussian_mixture or agglomerative"
 
@@ -509,7 +508,7 @@ def _check_model(task: Any, model: Any) -> None:
     if "hidden_units" in model:
         units = list(model.hidden_units)
         _check(bool(units) and all(u > 0 for u in units), "model.hidden_units", units, "must be a non-empty list of positive ints")
-    counted = "n_clusters" in model or "n_components" in model
+    counted = any(key in model for key in CLUSTER_COUNTS)
     if task.get("name") == "cluster":
         _check(counted, "model", model.get("name"), f"task=cluster needs a clustering model (model={CLUSTER_PRESETS})")
         _check_clusterer_target(task, model.get("_target_"))

@@ -119,9 +119,14 @@ FASHION_MNIST_FILES = ("train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz
 FASHION_MNIST_DIR = os.path.join("datasets", "fashion-mnist")
 
 
+def keras_home() -> Path:
+    """Keras' own dir: ``$KERAS_HOME`` (default ``~/.keras``)."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser()
+
+
 def keras_cache_dir() -> Path:
     """Where Keras keeps downloaded datasets: ``$KERAS_HOME/datasets`` (default ``~/.keras/datasets``)."""
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")).expanduser() / "datasets"
+    return keras_home() / "datasets"
 
 
 def keras_npz(filename: str, path: str | None = None, origin: str | None = None, file_hash: str | None = None) -> Arrays:
@@ -191,7 +196,7 @@ def _keras_file(fname: str, subdir: str, origin: str | None, file_hash: str | No
     again. A download must have ``file_hash``, else ``keras_hash`` (Keras' own, for its own origin; ``None``: no check);
     a download that has not is removed. ``what`` says what to put where when the file cannot be had.
     """
-    home = keras_cache_dir().parent
+    home = keras_home()
     target = home / subdir / fname
     if target.is_file() and file_hash is None:
         return target

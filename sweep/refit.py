@@ -91,11 +91,13 @@ def refit_config(cfg: DictConfig, epochs: list[float] | None = None) -> DictConf
     """
     cfg = cfg.copy()
     trainer = cfg.get("trainer")
-    if trainer is not None and trainer.get("warm_start") is not None:
+    if trainer is None:
+        return cfg
+    if trainer.get("warm_start") is not None:
         trainer.warm_start = None
-    if trainer is not None and trainer.get("callbacks"):
+    if trainer.get("callbacks"):
         trainer.callbacks = {}
-    if trainer is not None and trainer.get("early_stopping_patience") is not None:
+    if trainer.get("early_stopping_patience") is not None:
         if epochs:
             trainer.epochs = max(1, round(sum(epochs) / len(epochs)))
         trainer.early_stopping_patience = None

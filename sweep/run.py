@@ -29,7 +29,7 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
-from sweep.config import SweepConfigError, fingerprint, flatten, validate
+from sweep.config import CLUSTER_COUNTS, SweepConfigError, fingerprint, flatten, validate
 from sweep.data import Dataset, load_dataset
 from sweep.engines import LOSS_BOUND, LOSS_GROWTH, Fitted, Member, fit_members
 from sweep.records import HISTORY, artifact_sizes, atomic_write, history_csv, versions, write_record, write_text
@@ -58,10 +58,11 @@ def check(cfg: DictConfig) -> tuple[Dataset, list[Fold]]:
     validate(cfg)
     data = load_dataset(cfg.dataset, regression=cfg.task.name == "regress")
     folds = make_folds(cfg.validation, data.y)
-    n_clusters = cfg.model.get("n_clusters")
     smallest = min(len(fold.train) for fold in folds)
-    if n_clusters is not None and n_clusters > smallest:
-        raise SweepConfigError(f"model.n_clusters={n_clusters}: more clusters than the {smallest} training rows")
+    for key in CLUSTER_COUNTS:
+        count = cfg.model.get(key)
+        if count is not None and count > smallest:
+            raise SweepConfigError(f"model.{key}={count}: more clusters than the {smallest} training rows")
     return data, folds
 
 

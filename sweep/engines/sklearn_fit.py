@@ -28,21 +28,18 @@ from __future__ import annotations
 
 import inspect
 import math
-import pydoc
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import numpy as np
+from hydra.utils import get_object
 from sklearn import metrics as skm
 from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 
-from sweep.config import SweepConfigError, build, check_clusterer, reports_inertia
+from sweep.config import build, check_clusterer, reports_inertia
 from sweep.engines.fitted import Fitted
 from sweep.engines.member import Member
-
-#: The keys that count the clusters: ``n_components`` is the mixtures' name for it.
-CLUSTER_COUNTS = ("n_clusters", "n_components")
 
 
 def cluster_scores(estimator: Any, x: np.ndarray, y: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -70,11 +67,13 @@ def fit_clusters(estimator: Any, x: np.ndarray) -> tuple[np.ndarray, Callable[[n
         labels = estimator.predict(x)
     else:
         labels = estimator.fit_predict(x)
+    centers = next((c for c in (getattr(estimator, "cluster_centers_", None), getattr(estimator, "means_", None)) if c is not None), None)
+    if predicts and centers is not None:
+        return labels, estimator.predict, np.asarray(centers)
     found, index = np.unique(labels, return_inverse=True)
     centroids = np.stack([x[index == k].mean(axis=0) for k in range(len(found))])
     assign = estimator.predict if predicts else partial(_nearest, found, centroids)
-    centers = next((c for c in (getattr(estimator, "cluster_centers_", None), getattr(estimator, "means_", None)) if c is not None), centroids)
-    return labels, assign, np.asarray(centers)
+    return labels, assign, np.asarray(centroids if centers is None else centers)
 
 
 def _nearest(clusters: np.ndarray, centroids: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -84,7 +83,7 @@ def _nearest(clusters: np.ndarray, centroids: np.ndarray, rows: np.ndarray) -> n
 
 def seeding(target: str, seed: int) -> dict[str, int]:
     """``{"random_state": seed}`` when ``target`` takes a ``random_state`` (or any keyword), else nothing."""
-    parameters = inspect.signature(pydoc.locate(target)).parameters.values()
+    parameters = inspect.signature(get_object(target)).parameters.values()
     takes = any(p.name == "random_state" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
     return {"random_state": seed} if takes else {}
 
@@ -93,10 +92,6 @@ def cluster(member: Member) -> Fitted:
     """Fit ``cfg.model`` (seeded with ``cfg.seed`` where it takes a seed) on the flattened training rows; score both row sets."""
     cfg = member.cfg
     x_train, y_train, x_val, y_val = member.arrays()
-    for key in CLUSTER_COUNTS:
-        count = cfg.model.get(key)
-        if count is not None and count > len(x_train):
-            raise SweepConfigError(f"model.{key}={count}: more clusters than the {len(x_train)} training rows")
     flat_train, flat_val = x_train.reshape(len(x_train), -1), x_val.reshape(len(x_val), -1)
     target = cfg.model._target_
     estimator = build(cfg.model, **seeding(target, cfg.seed))
