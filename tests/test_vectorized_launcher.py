@@ -23,6 +23,7 @@ from omegaconf import open_dict
 
 from hydra_plugins.sweep_vectorized.vectorized_launcher import VectorizedLauncher, candidates, plan
 from sweep.config import config_dir, flatten
+from sweep.hydra_job import ComposedJob, compose_job
 
 from conftest import records_under, run_sweep
 from test_launchers import VOLATILE, compose_with_hydra
@@ -58,16 +59,10 @@ class TestVectorizedLauncherIntegration(IntegrationTestSuite):
 # ----------------------------------------------------------------------------- planning
 
 
-def _sweep_configs(*jobs: list[str], sweep_dir: Path) -> list:
-    """Each job's config with its ``hydra`` node and job number, as the launcher composes it."""
-    configs = []
-    for num, overrides in enumerate(jobs):
-        config = compose_with_hydra(*overrides, f"hydra.sweep.dir={sweep_dir}")
-        with open_dict(config):
-            config.hydra.job.num = num
-            config.hydra.job.id = num
-        configs.append(config)
-    return configs
+def _sweep_configs(*jobs: list[str], sweep_dir: Path) -> list[ComposedJob]:
+    """Each job composed as the launcher composes it."""
+    composed = [compose_with_hydra(*overrides, f"hydra.sweep.dir={sweep_dir}") for overrides in jobs]
+    return [compose_job(num, overrides, config, "hydra.sweep.dir", "hydra.sweep.subdir") for num, (overrides, config) in enumerate(zip(jobs, composed))]
 
 
 def _chunks(plan_: dict) -> list[tuple[int, ...]]:
@@ -96,10 +91,10 @@ def test_jobs_with_a_completed_record_in_the_sweep_are_left_out(tmp_path: Path) 
 
 
 def test_other_apps_configs_are_not_members(tmp_path: Path) -> None:
-    config = _sweep_configs([], sweep_dir=tmp_path)[0]
-    with open_dict(config):
-        del config["model"]
-    assert candidates([config]) == []
+    job = _sweep_configs([], sweep_dir=tmp_path)[0]
+    with open_dict(job.task):
+        del job.task["model"]
+    assert candidates([job]) == []
 
 
 # ----------------------------------------------------------------------------- the grouped path, in process

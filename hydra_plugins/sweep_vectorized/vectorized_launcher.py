@@ -4,10 +4,11 @@ The jobs of a launch are composed as the basic launcher composes them (with swee
 ``hydra/sweeper=grid``, each is a copy of a template: :mod:`sweep.compose_once`). Those that are
 sweep runs and differ only in :data:`sweep.engines.VECTORIZABLE` keys (equal
 :func:`sweep.engines.group_key`) are trained together (:func:`sweep.run.train`), their folds
-as populations of at most ``max_population`` members. Then every job runs through Hydra's
-``run_job`` in order, exactly as under ``hydra/launcher=basic``: its job dir, ``.hydra/``
-files, log, callbacks and ``JobReturn`` are Hydra's, and sweep's task function is called with
-the job's :class:`sweep.run.Trained` (its ``trained`` argument) and records it as its own.
+as populations of at most ``max_population`` members. Then every job runs in order as Hydra's
+``run_job`` runs it (:func:`sweep.hydra_job.run_composed`, without its copies), exactly as under
+``hydra/launcher=basic``: its job dir, ``.hydra/`` files, log, callbacks and ``JobReturn`` are
+Hydra's, and sweep's task function is called with the job's :class:`sweep.run.Trained` (its
+``trained`` argument) and records it as its own.
 A member's numbers are the same bits as its job's under ``hydra/launcher=basic``.
 
 The populations train in a child process forked as the launch starts
@@ -35,14 +36,16 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:  # imported when a launch starts, not at Hydra's plugin scan (sweep's configs are its own app's)
+    from sweep.hydra_job import ComposedJob, YamlTexts
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +109,11 @@ class VectorizedLauncher(Launcher):
 
         Each job's line is printed as it returns (:mod:`sweep.progress`).
         """
+        from sweep.hydra_job import YamlTexts, compose_job
         from sweep.progress import current
 
         setup_globals()
+        texts = YamlTexts()
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
@@ -120,11 +125,8 @@ class VectorizedLauncher(Launcher):
             jobs = []
             for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
                 sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-                with open_dict(sweep_config):
-                    sweep_config.hydra.job.id = idx
-                    sweep_config.hydra.job.num = idx
-                jobs.append((idx, overrides, sweep_config))
-            found = candidates([config for _, _, config in jobs]) if self.trains_together else []
+                jobs.append(compose_job(idx, overrides, sweep_config, "hydra.sweep.dir", "hydra.sweep.subdir"))
+            found = candidates(jobs) if self.trains_together else []
             chunks = plan(found, self.max_population)
             results = Results(chunks, self.config.hydra.launcher, self.max_population, trainer)
             reused = {candidate.index for candidate in found if candidate.reusable}
@@ -135,7 +137,7 @@ class VectorizedLauncher(Launcher):
                 trained = results.take(position) if position in chunks else None
                 if trained is not None:
                     configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-                runs.append(self._run(job, trained))
+                runs.append(self._run(job, texts, trained))
                 current().report(runs[-1])
         except BaseException:
             self.close()
@@ -160,65 +162,51 @@ class VectorizedLauncher(Launcher):
             self._ending()
         self.trainer = self._ending = None
 
-    def _run(self, job: tuple[int, Sequence[str], DictConfig], trained: Any = None) -> JobReturn:
-        """Run one composed job ``(number, overrides, config)`` through Hydra's ``run_job``, as the basic launcher does.
+    def _run(self, job: "ComposedJob", texts: "YamlTexts", trained: Any = None) -> JobReturn:
+        """Run one composed job as Hydra's ``run_job`` does, as the basic launcher does.
 
         ``trained``, the job's :class:`sweep.run.Trained` when it trained with others, is handed to the task function.
         """
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
-        idx, overrides, sweep_config = job
-        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        log.info(f"\t#{job.idx} : {' '.join(filter_overrides(job.overrides))}")
         task = self.task_function if trained is None else functools.partial(self.task_function, trained=trained)
-        ret = run_job(
-            hydra_context=self.hydra_context,
-            task_function=task,
-            config=sweep_config,
-            job_dir_key="hydra.sweep.dir",
-            job_subdir_key="hydra.sweep.subdir",
-        )
+        from sweep.hydra_job import run_composed
+
+        ret = run_composed(job, task, self.hydra_context, texts)
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return ret
 
 
-def candidates(configs: Sequence[DictConfig]) -> list[Candidate]:
-    """The sweep jobs among ``configs`` (each composed with its ``hydra`` node), with fingerprints and whether they are reusable.
+def candidates(jobs: Sequence["ComposedJob"]) -> list[Candidate]:
+    """The sweep runs among ``jobs``, with their resolved task configs, fingerprints and whether they are reusable.
 
-    A config that is not a sweep run, or whose fingerprint cannot be computed (it is then
-    left to fail on its own, with its message), is left out.
+    A job that is not a sweep run, or whose fingerprint cannot be computed (it is then left to
+    fail on its own, with its message), is left out.
     """
-    if not any(all(key in config for key in SWEEP_KEYS) for config in configs):
+    if not any(all(key in job.task for key in SWEEP_KEYS) for job in jobs):
         return []
     from sweep.config import fingerprint, flatten
+    from sweep.hydra_job import pointing_at
     from sweep.resume import reusable
     from sweep.sweep_dir import Job
 
     found = []
-    saved = HydraConfig.instance().cfg
-    try:
-        for index, config in enumerate(configs):
-            if not all(key in config for key in SWEEP_KEYS):
-                continue
-            HydraConfig.instance().set_config(config)  # for ${hydra:...} in the job's config and dirs
-            try:
-                cfg = task_config(config)
+    for index, composed in enumerate(jobs):
+        if not all(key in composed.task for key in SWEEP_KEYS):
+            continue
+        config = composed.config
+        try:
+            with pointing_at(config):  # for ${hydra:...} in the job's config
+                cfg = copy.deepcopy(composed.task)
                 OmegaConf.resolve(cfg)  # a population may train where this job's hydra node is not set
-                flat = flatten(cfg)
-                fprint = fingerprint(flat)
-                job = Job(Path(str(config.hydra.sweep.dir), str(config.hydra.sweep.subdir)).absolute(), index, [], Path(str(config.hydra.sweep.dir)))
-                found.append(Candidate(index, cfg, fprint, reusable(fprint, job, flat)))
-            except Exception as error:  # noqa: BLE001  the job reports it when it runs
-                log.debug("job #%d runs on its own: %s", index, error)
-    finally:
-        HydraConfig.instance().cfg = saved  # type: ignore[assignment]
+                sweep_dir = Path(str(config.hydra.sweep.dir))
+            flat = flatten(cfg)
+            fprint = fingerprint(flat)
+            job = Job(Path(str(config.hydra.runtime.output_dir)), index, [], sweep_dir)
+            found.append(Candidate(index, cfg, fprint, reusable(fprint, job, flat)))
+        except Exception as error:  # noqa: BLE001  the job reports it when it runs
+            log.debug("job #%d runs on its own: %s", index, error)
     return found
-
-
-def task_config(config: DictConfig) -> DictConfig:
-    """``config`` without its ``hydra`` node: what the task function receives."""
-    cfg = copy.deepcopy(config)
-    with read_write(cfg), open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
 
 
 def plan(candidates: Sequence[Candidate], max_population: int) -> dict[int, list[Candidate]]:
