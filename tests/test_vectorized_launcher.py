@@ -21,7 +21,7 @@ from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, Launche
 from hydra.test_utils.test_utils import verify_dir_outputs
 from omegaconf import open_dict
 
-from hydra_plugins.sweep_vectorized.vectorized_launcher import VectorizedLauncher, candidates, plan
+from hydra_plugins.sweep_vectorized.vectorized_launcher import Results, VectorizedLauncher, batches, candidates, plan
 from sweep.config import config_dir, flatten
 from sweep.hydra_job import ComposedJob, compose_job
 
@@ -59,10 +59,10 @@ class TestVectorizedLauncherIntegration(IntegrationTestSuite):
 # ----------------------------------------------------------------------------- planning
 
 
-def _sweep_configs(*jobs: list[str], sweep_dir: Path) -> list[ComposedJob]:
-    """Each job composed as the launcher composes it."""
+def _sweep_configs(*jobs: list[str], sweep_dir: Path) -> dict[int, ComposedJob]:
+    """Each job composed as the launcher composes it, by its position in the launch."""
     composed = [compose_with_hydra(*overrides, f"hydra.sweep.dir={sweep_dir}") for overrides in jobs]
-    return [compose_job(num, overrides, config, "hydra.sweep.dir", "hydra.sweep.subdir") for num, (overrides, config) in enumerate(zip(jobs, composed))]
+    return {num: compose_job(num, overrides, config, "hydra.sweep.dir", "hydra.sweep.subdir") for num, (overrides, config) in enumerate(zip(jobs, composed))}
 
 
 def _chunks(plan_: dict) -> list[tuple[int, ...]]:
@@ -80,6 +80,36 @@ def test_jobs_differing_in_vectorizable_keys_group_and_large_groups_chunk_evenly
     assert _chunks(plan(found, max_population=2)) == [(1, 2), (3, 4)]  # a chunk of one trains on its own
 
 
+def test_jobs_are_planned_in_batches_of_likely_populations_in_order_of_first_appearance() -> None:
+    jobs = [
+        ["optimizer.lr=1e-3", "model.hidden_units=[8]", "validation.fold=0"],
+        ["optimizer.lr=1e-3", "model.hidden_units=[16]", "validation.fold=0"],
+        ["optimizer.lr=1e-2", "model.hidden_units=[8]", "validation.fold=1"],
+        ["+seed=3", "model.hidden_units=[16]", "validation.fold=1"],
+        ["optimizer.lr=1e-1", "model.hidden_units=[8]", "validation.fold=2"],
+    ]
+    # only model.hidden_units is not a key a population varies; its groups are cut as populations are
+    assert batches(jobs, max_population=64) == [[0, 2, 4], [1, 3]]
+    assert batches(jobs, max_population=2) == [[0], [2, 4], [1, 3]]
+
+
+def test_jobs_a_batch_leaves_alone_are_planned_together_at_the_end(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    # trainer.epochs=01 is epochs 1 too: a config of the first job's population, in a batch of its own
+    overrides = [["optimizer.lr=1e-3", "trainer.epochs=1"], ["optimizer.lr=1e-2", "trainer.epochs=01"]]
+    jobs = _sweep_configs(*overrides, sweep_dir=tmp_path)
+    assert batches(overrides, max_population=64) == [[0], [1]]
+    results = Results(OmegaConf.create({}), max_population=64, trainer=None)
+    for batch in batches(overrides, max_population=64):
+        results.add(candidates({position: jobs[position] for position in batch}))
+    assert results.chunks == {}
+    results.finish()
+    assert _chunks(results.chunks) == [(0, 1)]
+    trained = results.take(1)
+    assert [fit.population_size for _, fit in trained.fits] == [2]
+
+
 def test_jobs_with_a_completed_record_in_the_sweep_are_left_out(tmp_path: Path) -> None:
     configs = _sweep_configs(["optimizer.lr=1e-3"], ["optimizer.lr=1e-2"], ["optimizer.lr=1e-1"], sweep_dir=tmp_path)
     first = candidates(configs)[0]
@@ -94,7 +124,7 @@ def test_other_apps_configs_are_not_members(tmp_path: Path) -> None:
     job = _sweep_configs([], sweep_dir=tmp_path)[0]
     with open_dict(job.task):
         del job.task["model"]
-    assert candidates([job]) == []
+    assert candidates({0: job}) == []
 
 
 # ----------------------------------------------------------------------------- the grouped path, in process

@@ -33,7 +33,7 @@ import inspect
 import logging
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,7 +109,7 @@ class VectorizedLauncher(Launcher):
 
         Each job's line is printed as it returns (:mod:`sweep.progress`).
         """
-        from sweep.hydra_job import YamlTexts, compose_job
+        from sweep.hydra_job import YamlTexts
         from sweep.progress import current
 
         setup_globals()
@@ -122,19 +122,13 @@ class VectorizedLauncher(Launcher):
         # started first, so that the child's import of TensorFlow overlaps composing the jobs
         trainer = self._trainer(sweep_dir) if len(job_overrides) > 1 and self.trains_together else None
         try:
-            jobs = []
-            for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-                sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-                jobs.append(compose_job(idx, overrides, sweep_config, "hydra.sweep.dir", "hydra.sweep.subdir"))
-            found = candidates(jobs) if self.trains_together else []
-            chunks = plan(found, self.max_population)
-            results = Results(chunks, self.config.hydra.launcher, self.max_population, trainer)
-            reused = {candidate.index for candidate in found if candidate.reusable}
+            jobs, results = self._prepare(job_overrides, initial_job_idx, trainer)
             runs = []
             for position, job in enumerate(jobs):
-                if self.trainer is not None and not self.trainer.busy and position not in chunks and position not in reused:
+                chunked = position in results.chunks
+                if self.trainer is not None and not self.trainer.busy and not chunked and position not in results.reused:
                     self.close()  # its memory back before a job that trains here
-                trained = results.take(position) if position in chunks else None
+                trained = results.take(position) if chunked else None
                 if trained is not None:
                     configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
                 runs.append(self._run(job, texts, trained))
@@ -143,6 +137,25 @@ class VectorizedLauncher(Launcher):
             self.close()
             raise
         return runs
+
+    def _prepare(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, trainer: Any) -> tuple[list["ComposedJob"], "Results"]:
+        """Every job composed, and their populations planned and sent to train, a batch of jobs at a time (:func:`batches`)."""
+        from sweep.hydra_job import compose_job
+
+        assert self.hydra_context is not None and self.config is not None
+        jobs: dict[int, "ComposedJob"] = {}
+        results = Results(self.config.hydra.launcher, self.max_population, trainer)
+        for positions in batches(job_overrides, self.max_population) if self.trains_together else [range(len(job_overrides))]:
+            batch = {}
+            for position in positions:
+                overrides = job_overrides[position]
+                config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+                batch[position] = compose_job(initial_job_idx + position, overrides, config, "hydra.sweep.dir", "hydra.sweep.subdir")
+            jobs |= batch
+            if self.trains_together:
+                results.add(candidates(batch))
+        results.finish()
+        return [jobs[position] for position in range(len(job_overrides))], results
 
     def _trainer(self, sweep_dir: Path) -> Any:
         """The trainer process of this launch: the last launch's while it lives, else a new one (``None``: train here)."""
@@ -177,13 +190,34 @@ class VectorizedLauncher(Launcher):
         return ret
 
 
-def candidates(jobs: Sequence["ComposedJob"]) -> list[Candidate]:
-    """The sweep runs among ``jobs``, with their resolved task configs, fingerprints and whether they are reusable.
+def batches(job_overrides: Sequence[Sequence[str]], max_population: int) -> list[Sequence[int]]:
+    """The jobs' positions in batches to plan and send to train one after the other, so that the first trains while the rest are composed.
+
+    Jobs are grouped by their overrides of keys that are neither :data:`sweep.engines.VECTORIZABLE`
+    nor left out of fingerprints, in order of first appearance: those with equal such overrides
+    differ only in keys a population may vary, so they can most likely train together (equal
+    :func:`sweep.engines.group_key`). Each group is cut as a population would be
+    (:func:`sweep.engines.chunked`). It is a guess only in what goes first: each batch's
+    populations are planned from its composed configs, and those a batch leaves alone are
+    planned together at the end (:meth:`Results.finish`).
+    """
+    from sweep.config import UNFINGERPRINTED
+    from sweep.engines import VECTORIZABLE, chunked
+
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for position, overrides in enumerate(job_overrides):
+        fixed = tuple(line for line in overrides if line.split("=", 1)[0].lstrip("+~") not in (*VECTORIZABLE, *UNFINGERPRINTED))
+        groups.setdefault(fixed, []).append(position)
+    return [batch for group in groups.values() for batch in chunked(group, max_population)]
+
+
+def candidates(jobs: Mapping[int, "ComposedJob"]) -> list[Candidate]:
+    """The sweep runs among ``jobs`` (by position in the launch), with resolved task configs, fingerprints and whether they are reusable.
 
     A job that is not a sweep run, or whose fingerprint cannot be computed (it is then left to
     fail on its own, with its message), is left out.
     """
-    if not any(all(key in job.task for key in SWEEP_KEYS) for job in jobs):
+    if not any(all(key in job.task for key in SWEEP_KEYS) for job in jobs.values()):
         return []
     from sweep.config import fingerprint, flatten
     from sweep.hydra_job import pointing_at
@@ -191,7 +225,7 @@ def candidates(jobs: Sequence["ComposedJob"]) -> list[Candidate]:
     from sweep.sweep_dir import Job
 
     found = []
-    for index, composed in enumerate(jobs):
+    for index, composed in jobs.items():
         if not all(key in composed.task for key in SWEEP_KEYS):
             continue
         config = composed.config
@@ -209,13 +243,13 @@ def candidates(jobs: Sequence["ComposedJob"]) -> list[Candidate]:
     return found
 
 
-def plan(candidates: Sequence[Candidate], max_population: int) -> dict[int, list[Candidate]]:
+def plan(candidates: Sequence[Candidate], max_population: int, seen: set[str] | None = None) -> dict[int, list[Candidate]]:
     """Each job's population (its position -> the members), for the candidates that train with others.
 
     Candidates with equal :func:`sweep.engines.group_key` form a group, in job order;
-    reusable and duplicate configs are left out (the run reuses the first's record); a
-    group is split into the fewest near-equal chunks of at most ``max_population``.
-    Chunks of one member are left out.
+    reusable and duplicate configs (of each other, or of a fingerprint in ``seen``, to which
+    theirs are added) are left out (the run reuses the first's record); a group is split
+    into the fewest near-equal chunks of at most ``max_population``. Chunks of one member are left out.
     """
     if not candidates:
         return {}
@@ -223,7 +257,7 @@ def plan(candidates: Sequence[Candidate], max_population: int) -> dict[int, list
     from sweep.engines import chunked, group_key
 
     groups: dict[str, list[Candidate]] = {}
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
     for candidate in candidates:
         if candidate.reusable or candidate.fingerprint in seen:
             continue
@@ -246,31 +280,52 @@ def plan(candidates: Sequence[Candidate], max_population: int) -> dict[int, list
 class Results:
     """Each population member's training (a :class:`sweep.run.Trained`), for its job: :meth:`take`.
 
-    Every population's data and folds are checked first. With a trainer process, every
-    population is sent to it at once (while the child still imports TensorFlow) and each
-    member waits for its own results. Without a trainer process, a population trains here
-    before its first member's job. A member whose population failed gets nothing, and
-    trains on its own.
+    The launch's candidates are added a batch at a time (:meth:`add`): their populations are
+    planned, and each population's data and folds checked. With a trainer process, each
+    population is then sent to it (the first while the child may still import TensorFlow)
+    and each member waits for its own results. Without a trainer process, a population
+    trains here before its first member's job. A member whose population failed gets
+    nothing, and trains on its own.
     """
 
-    def __init__(self, chunks: dict[int, list[Candidate]], launcher: DictConfig, max_population: int, trainer: Any) -> None:
-        from sweep.run import check
-
-        self.chunks = chunks
+    def __init__(self, launcher: DictConfig, max_population: int, trainer: Any) -> None:
         self.launcher = launcher
         self.max_population = max_population
         self.trainer = trainer
+        self.chunks: dict[int, list[Candidate]] = {}  # position -> its population
+        self.reused: set[int] = set()  # positions of jobs whose completed record is in the sweep
+        self.planned: set[str] = set()  # fingerprints in a population
+        self.alone: list[Candidate] = []  # candidates of the batches so far in no population
         self.checked: dict[int, list] = {}  # id(chunk) -> each member's dataset and folds
         self.ready: dict[int, Any] = {}  # position -> its Trained, once its population trained here
         self.trained_here: set[int] = set()  # id(chunk)
         self.sent: dict[int, int | None] = {}  # id(chunk) -> its population in the trainer process (None: it had died)
+
+    def add(self, found: Sequence[Candidate]) -> None:
+        """Plan ``found``'s populations (:func:`plan`) and :meth:`send` them; those left alone wait for :meth:`finish`."""
+        chunks = plan(found, self.max_population, set(self.planned))
+        self.reused |= {candidate.index for candidate in found if candidate.reusable}
+        self.alone += [candidate for candidate in found if candidate.index not in chunks and not candidate.reusable]
+        self.send(chunks)
+
+    def finish(self) -> None:
+        """Plan together the candidates that their batches left alone (a batch was a wrong guess), and :meth:`send` them."""
+        self.send(plan(self.alone, self.max_population, set(self.planned)))
+        self.alone = []
+
+    def send(self, chunks: dict[int, list[Candidate]]) -> None:
+        """Check each population's data and folds and, with a trainer process, send it to train."""
+        from sweep.run import check
+
+        self.chunks |= chunks
+        self.planned |= {candidate.fingerprint for chunk in chunks.values() for candidate in chunk}
         for chunk in {id(chunk): chunk for chunk in chunks.values()}.values():
             try:
                 self.checked[id(chunk)] = [check(candidate.cfg) for candidate in chunk]
             except Exception:  # noqa: BLE001  each job reports its own error when it runs
                 continue
-            if trainer is not None:
-                self.sent[id(chunk)] = trainer.submit([c.cfg for c in chunk], launcher, max_population, self.checked[id(chunk)])
+            if self.trainer is not None:
+                self.sent[id(chunk)] = self.trainer.submit([c.cfg for c in chunk], self.launcher, self.max_population, self.checked[id(chunk)])
 
     def take(self, position: int) -> Any:
         """The training of the member at ``position`` in the launch, waiting for it; ``None``: its job trains on its own."""
