@@ -84,12 +84,12 @@ class Progress:
         return f"{metric}={value:.4f} ({how})"
 
     def _reused(self, record: dict[str, Any]) -> bool:
-        """Whether the record is an earlier run's: brought from another dir, or started before this sweep (in whole seconds)."""
+        """Whether the record is an earlier run's: brought from another dir, or started before this sweep (to the millisecond, as records say)."""
         try:
             started = datetime.fromisoformat(str(record.get("started_at"))).timestamp()
         except ValueError:
             started = math.inf
-        return "reused_from" in record or started < math.floor(self.started)
+        return "reused_from" in record or started < math.floor(self.started * 1000) / 1000
 
     def totals(self, statuses: Sequence[str]) -> str:
         """``40 runs: 38 completed, 1 failed, 1 diverged in 1m12s``: ``statuses`` counted, and the sweep's time."""

@@ -137,7 +137,7 @@ def refit(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: boo
         "fingerprint": fingerprint({**flat, "refit": True}),  # never equal to a sweep job's, so never reused as one
         "output_dir": str(out_dir),
         "seed": cfg.get("seed"),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         **flat,
     }
     try:

@@ -156,7 +156,7 @@ def _new_record(job: Job, flat: dict[str, Any], fprint: str, run: SweepRun | Non
         "output_dir": str(job.dir),
         "sweep_run": run.token if run is not None else None,
         "seed": flat.get("seed"),
-        "started_at": started.isoformat(timespec="seconds"),
+        "started_at": started.isoformat(timespec="milliseconds"),
         **flat,
     }
 

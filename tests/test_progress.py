@@ -66,6 +66,16 @@ def test_the_default_launcher_numbers_each_job_once_and_a_rerun_says_reused(tmp_
     assert all("(reused)" in outcome for *_, outcome in assert_progress(again, sweep_dir, 4)), again.stdout
 
 
+def test_a_record_started_earlier_in_the_same_second_as_the_sweep_is_reused() -> None:
+    from datetime import datetime, timezone
+
+    progress = Progress()
+    progress.started = 1_800_000_000.9  # a rerun started 0.9 s into a second: a fast first run's last job began in it
+    at = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")  # noqa: E731  as run.py records it
+    assert progress._reused({"started_at": at(1_800_000_000.2)})
+    assert not progress._reused({"started_at": at(1_800_000_000.9)})  # this sweep's own
+
+
 @pytest.mark.slow
 def test_joblib_numbers_each_job_once_and_names_the_failed_ones(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "joblib"
