@@ -11,12 +11,13 @@ population of one; the CSV's ``*_sweep_*`` columns and the per-job overheads are
 ``sweep-vectorized`` (``sweep -m ... hydra/launcher=vectorized``, sweep's default launcher, end
 to end). W2's records of the two launchers are compared bit for bit (``W2_records_bitwise_equal``).
 
-Then W5 (:mod:`benchmarks.w5`, once): successive halving against the full grid, keras-tuner's
+Then W3 (:mod:`benchmarks.w3`, once): 300 jobs with the default launcher, against the loop's time
+estimated from its W2 run; W5 (:mod:`benchmarks.w5`, once): successive halving against the full grid, keras-tuner's
 Hyperband and Optuna's TPE with its HyperbandPruner, 60 configs x 5 folds up to 27 epochs;
 and W6 (:mod:`benchmarks.w6`, once): the tutorial's grid on 60,000 rows of 28x28, time and peak
 memory against the hand-written loop.
 
-    python -m benchmarks [--quick] [--rounds N] [--csv FILE] [--no-memory] [--no-w5] [--no-w6]
+    python -m benchmarks [--quick] [--rounds N] [--csv FILE] [--no-memory] [--no-w3] [--no-w5] [--no-w6]
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import w5, w6
+from benchmarks import w3, w5, w6
 from benchmarks.contenders import ROOT, Result, run
 from benchmarks.workloads import QUICK, WORKLOADS
 
@@ -64,6 +65,7 @@ COLUMNS = [
     "W5_halving_over_grid", "W5_halving_over_tuner", "W5_halving_over_optuna", "W5_halving_gap_points",
     "W5_winner_equals_grid_record", "W5_halving_jobs", "W5_tuner_trials", "W5_optuna_trials",
     *(f"W5_{name}_{what}" for name in ("optuna", "optuna2") for what in ("version", "early_acc", "early_s", "final_acc", "search_s")),
+    "W3_jobs", "W3_configs", "W3_epochs", "W3_sweep_s", "W3_loop_estimate_s", "W3_sweep_over_loop", "W3_first_record_s", "W3_sweep_rss_mb", "W3_sweep_acc",
     "W6_rows", "W6_configs", "W6_epochs", "W6_dataset_mb", "W6_loop_s", "W6_sweep_s", "W6_sweep_over_loop",
     "W6_loop_rss_mb", "W6_sweep_rss_mb", "W6_sweep_rss_over_loop", "W6_loop_acc", "W6_sweep_acc",
 ]
@@ -298,17 +300,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 2, quick 1)")
     parser.add_argument("--csv", type=Path, default=CSV, help="where to append the row (default benchmarks/results.csv)")
     parser.add_argument("--no-memory", action="store_true", help="skip the RSS-growth sweeps of benchmarks/memory.py")
+    parser.add_argument("--no-w3", action="store_true", help="skip W3, the 300-job sweep of benchmarks/w3.py (about 20 s on 2 cores)")
     parser.add_argument("--no-w5", action="store_true", help="skip W5, the multi-fidelity search of benchmarks/w5.py (about 17 minutes on 2 cores)")
     parser.add_argument("--no-w6", action="store_true", help="skip W6, the tutorial's grid on 60,000 rows of benchmarks/w6.py (about 8 minutes on 2 cores)")
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 2)
     started = time.perf_counter()
     row = bench(args.quick, rounds, memory=not (args.no_memory or args.quick))
+    if not args.no_w3:
+        row |= w3.bench(row["W2_loop_s"], row["loop_fit_mean_s"], args.quick)
     if not args.no_w5:
         row |= w5.bench(args.quick)
     if not args.no_w6:
         row |= w6.bench(args.quick)
     print(report(row))
+    if not args.no_w3:
+        print(w3.report(row))
     if not args.no_w5:
         print(w5.report(row))
     if not args.no_w6:

@@ -32,6 +32,9 @@ def test_quick_benchmark_appends_a_row(tmp_path: Path) -> None:
         assert float(row[key]) > 0, key
     for key in ("W1_loop_acc", "W1_tuner_acc", "W1_sweep_acc", "W2_loop_acc", "W2_sweep_acc"):
         assert 0.7 < float(row[key]) <= 1.0, (key, row[key])
+    # W3: many jobs with the default launcher, against the loop's time estimated from its W2 run
+    assert int(row["W3_jobs"]) == 20 and float(row["W3_sweep_s"]) > 0 and 0 < float(row["W3_sweep_over_loop"]) < 1
+    assert 0.7 < float(row["W3_sweep_acc"]) <= 1.0
     # W5: halving against the grid, keras-tuner's Hyperband and Optuna, each choice scored by the grid's record of it
     for name in ("grid", "halving", "tuner", "optuna"):
         assert float(row[f"W5_{name}_s"]) > 0 and 0.7 < float(row[f"W5_{name}_acc"]) <= 1.0, name

@@ -1,0 +1,69 @@
+"""W3 (issue 17): a 300-job sweep, ``optimizer.lr`` 5 values x ``regularizer.l2`` 4 x ``regularizer.dropout`` 3 x 5 folds, 10 epochs.
+
+sweep's default ``sweep -m`` runs it end to end, once, in a fresh process. The hand-written
+loop is not run on it (some 300 fits of about a second): its cost is linear in fits, so
+W3's loop time is the W2 loop's fixed part (its process start and data, the W2 wall time
+less its fits) plus its mean fit times W3's fits, both measured in the same run. Reported:
+wall time, the ratio to that loop (target <= 0.03), the time from launch to the first
+record, peak RSS and the best fold-mean validation accuracy.
+
+    python -m benchmarks.w3 [--quick]   (with the loop timed on W2 first)
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.contenders import run
+from benchmarks.workloads import QUICK as QUICK_WORKLOADS
+from benchmarks.workloads import WORKLOADS, Workload
+
+W3 = Workload("W3", lrs=(3e-4, 1e-3, 3e-3, 1e-2, 3e-2), l2s=(0.0, 1e-4, 1e-3, 1e-2), dropouts=(0.0, 0.25, 0.5), folds=5)
+QUICK = Workload("W3", lrs=(1e-3, 1e-2), l2s=(0.0, 1e-2), dropouts=(0.0,), folds=5, epochs=2)
+
+
+def loop_estimate(loop_s: float, loop_fit_s: float, loop_fits: int, fits: int) -> float:
+    """The loop's time for ``fits`` fits, from a run of ``loop_fits`` fits of mean ``loop_fit_s`` in ``loop_s``: its fixed part, plus a fit each."""
+    return loop_s - loop_fits * loop_fit_s + fits * loop_fit_s
+
+
+def bench(loop_s: float, loop_fit_s: float, quick: bool = False) -> dict[str, Any]:
+    """Run W3 with sweep's default launcher once; its columns of the benchmark's CSV row, against the W2 loop's ``loop_s`` and mean ``loop_fit_s``."""
+    workload = QUICK if quick else W3
+    loop_fits = (QUICK_WORKLOADS if quick else WORKLOADS)["W2"].fits
+    with tempfile.TemporaryDirectory(prefix="sweep-w3-") as tmp:
+        result = run("sweep-default", workload, quick, Path(tmp))
+    loop = loop_estimate(loop_s, loop_fit_s, loop_fits, workload.fits)
+    return {
+        "W3_jobs": workload.fits, "W3_configs": len(workload.configs), "W3_epochs": workload.epochs, "W3_sweep_s": result.wall_s, "W3_loop_estimate_s": loop, "W3_sweep_over_loop": result.wall_s / loop,
+        "W3_first_record_s": result.extra["first_job_s"], "W3_sweep_rss_mb": result.extra["peak_rss_mb"], "W3_sweep_acc": result.best,
+    }  # fmt: skip
+
+
+def report(row: dict[str, Any]) -> str:
+    """W3's lines of the benchmark's report."""
+    return "\n".join([
+        f"W3             {row['W3_jobs']} jobs ({row['W3_configs']} configs x 5 folds, {row['W3_epochs']} epochs), sweep -m with its default launcher",
+        f"  sweep {row['W3_sweep_s']:.1f} s (first record {row['W3_first_record_s']:.1f} s after launch, peak RSS {row['W3_sweep_rss_mb']:.0f} MB, "
+        f"best val acc {row['W3_sweep_acc']:.4f})  loop, from W2's: {row['W3_loop_estimate_s']:.0f} s",
+        f"  sweep/loop {row['W3_sweep_over_loop']:.3f}x (target <= 0.03)",
+    ])  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.w3", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="4 configs x 5 folds, 2 epochs")
+    args = parser.parse_args(argv)
+    w2 = (QUICK_WORKLOADS if args.quick else WORKLOADS)["W2"]
+    with tempfile.TemporaryDirectory(prefix="sweep-w3-loop-") as tmp:
+        loop = run("loop", w2, args.quick, Path(tmp))
+    row = bench(loop.wall_s, sum(loop.fit_s) / len(loop.fit_s), args.quick)
+    print(report(row))
+    return row
+
+
+if __name__ == "__main__":
+    main()
