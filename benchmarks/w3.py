@@ -5,7 +5,10 @@ loop is not run on it (some 300 fits of about a second): its cost is linear in f
 W3's loop time is the W2 loop's fixed part (its process start and data, the W2 wall time
 less its fits) plus its mean fit times W3's fits, both measured in the same run. Reported:
 wall time, the ratio to that loop (target <= 0.03), the time from launch to the first
-record, peak RSS and the best fold-mean validation accuracy.
+record, peak RSS and the best fold-mean validation accuracy; and the training's GFLOP/s (the
+records' fit times, which share each population's time among its members) beside the floor's
+(:mod:`benchmarks.floor`: a minimal batched kernel, one population of W3's size, the faster
+of one intra-op thread and one a core; target: within 2x).
 
     python -m benchmarks.w3 [--quick]   (with the loop timed on W2 first)
 """
@@ -13,11 +16,16 @@ record, peak RSS and the best fold-mean validation accuracy.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.contenders import run
+from benchmarks import floor
+from benchmarks.contenders import ROOT, run
 from benchmarks.workloads import QUICK as QUICK_WORKLOADS
 from benchmarks.workloads import WORKLOADS, Workload
 
@@ -36,11 +44,30 @@ def bench(loop_s: float, loop_fit_s: float, quick: bool = False) -> dict[str, An
     loop_fits = (QUICK_WORKLOADS if quick else WORKLOADS)["W2"].fits
     with tempfile.TemporaryDirectory(prefix="sweep-w3-") as tmp:
         result = run("sweep-default", workload, quick, Path(tmp))
+        population = workload.fits // -(-workload.fits // MAX_POPULATION)  # the launcher's near-equal chunks
+        floor_gflops = max(_floor(population, workload.epochs, threads, Path(tmp)) for threads in {1, os.cpu_count() or 1})
     loop = loop_estimate(loop_s, loop_fit_s, loop_fits, workload.fits)
+    train_s = sum(result.fit_s)
+    train_gflops = floor.flops(workload.fits, ROWS, VAL_ROWS, workload.epochs) / train_s / 1e9
     return {
         "W3_jobs": workload.fits, "W3_configs": len(workload.configs), "W3_epochs": workload.epochs, "W3_sweep_s": result.wall_s, "W3_loop_estimate_s": loop, "W3_sweep_over_loop": result.wall_s / loop,
         "W3_first_record_s": result.extra["first_job_s"], "W3_sweep_rss_mb": result.extra["peak_rss_mb"], "W3_sweep_acc": result.best,
+        "W3_train_s": train_s, "W3_train_gflops": train_gflops, "W3_floor_gflops": floor_gflops, "W3_floor_over_train": floor_gflops / train_gflops,
     }  # fmt: skip
+
+
+#: The default launcher's ``max_population``.
+MAX_POPULATION = 64
+#: A W3 fold's training and validation rows (digits less its test rows, in 5 folds; some folds have one more or fewer).
+ROWS, VAL_ROWS = 1149, 288
+
+
+def _floor(members: int, epochs: int, threads: int, tmp: Path) -> float:
+    """The floor's GFLOP/s (:mod:`benchmarks.floor`) for one population of ``members`` with ``threads`` intra-op threads, in a fresh process."""
+    out = tmp / f"floor-{threads}.json"
+    args = ["--members", str(members), "--rows", str(ROWS), "--val-rows", str(VAL_ROWS), "--epochs", str(epochs), "--threads", str(threads)]
+    subprocess.run([sys.executable, "-m", "benchmarks.floor", *args, "--json", str(out)], cwd=ROOT, check=True, capture_output=True)
+    return json.loads(out.read_text())["floor_gflops"]
 
 
 def report(row: dict[str, Any]) -> str:
@@ -50,6 +77,8 @@ def report(row: dict[str, Any]) -> str:
         f"  sweep {row['W3_sweep_s']:.1f} s (first record {row['W3_first_record_s']:.1f} s after launch, peak RSS {row['W3_sweep_rss_mb']:.0f} MB, "
         f"best val acc {row['W3_sweep_acc']:.4f})  loop, from W2's: {row['W3_loop_estimate_s']:.0f} s",
         f"  sweep/loop {row['W3_sweep_over_loop']:.3f}x (target <= 0.03)",
+        f"  training {row['W3_train_s']:.1f} s, {row['W3_train_gflops']:.1f} GFLOP/s; the floor (a minimal batched kernel) "
+        f"{row['W3_floor_gflops']:.1f} GFLOP/s: {row['W3_floor_over_train']:.1f}x (target <= 2)",
     ])  # fmt: skip
 
 

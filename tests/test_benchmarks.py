@@ -35,6 +35,7 @@ def test_quick_benchmark_appends_a_row(tmp_path: Path) -> None:
     # W3: many jobs with the default launcher, against the loop's time estimated from its W2 run
     assert int(row["W3_jobs"]) == 20 and float(row["W3_sweep_s"]) > 0 and 0 < float(row["W3_sweep_over_loop"]) < 1
     assert 0.7 < float(row["W3_sweep_acc"]) <= 1.0
+    assert float(row["W3_train_gflops"]) > 0 and float(row["W3_floor_gflops"]) > 0
     # W5: halving against the grid, keras-tuner's Hyperband and Optuna, each choice scored by the grid's record of it
     for name in ("grid", "halving", "tuner", "optuna"):
         assert float(row[f"W5_{name}_s"]) > 0 and 0.7 < float(row[f"W5_{name}_acc"]) <= 1.0, name
