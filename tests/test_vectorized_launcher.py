@@ -110,6 +110,22 @@ def test_jobs_a_batch_leaves_alone_are_planned_together_at_the_end(tmp_path: Pat
     assert [fit.population_size for _, fit in trained.fits] == [2]
 
 
+def test_the_first_job_of_a_config_takes_the_training_of_its_twin_in_a_later_population(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    # job 0 is job 2's config (epochs=01 is 1) but alone in its batch; jobs 1-3 are one population
+    overrides = [["optimizer.lr=1e-3", "trainer.epochs=01"], *([f"optimizer.lr={lr}", "trainer.epochs=1"] for lr in ("1e-2", "1e-3", "1e-1"))]
+    jobs = _sweep_configs(*overrides, sweep_dir=tmp_path)
+    results = Results(OmegaConf.create({}), max_population=64, trainer=None)
+    for batch in batches(overrides, max_population=64):
+        results.add(candidates({position: jobs[position] for position in batch}))
+    results.finish()
+    assert _chunks(results.chunks) == [(1, 2, 3)]
+    first = results.take(0)
+    assert [fit.population_size for _, fit in first.fits] == [3]
+    assert results.take(2) is None  # its job reuses job 0's record
+
+
 def test_jobs_with_a_completed_record_in_the_sweep_are_left_out(tmp_path: Path) -> None:
     configs = _sweep_configs(["optimizer.lr=1e-3"], ["optimizer.lr=1e-2"], ["optimizer.lr=1e-1"], sweep_dir=tmp_path)
     first = candidates(configs)[0]

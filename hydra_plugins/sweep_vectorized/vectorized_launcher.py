@@ -33,7 +33,7 @@ import inspect
 import logging
 import os
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,6 +113,7 @@ class VectorizedLauncher(Launcher):
         from sweep.progress import current
 
         setup_globals()
+        progress = current()  # its clock starts before the first job, if no callback started it
         texts = YamlTexts()
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -125,14 +126,14 @@ class VectorizedLauncher(Launcher):
             jobs, results = self._prepare(job_overrides, initial_job_idx, trainer)
             runs = []
             for position, job in enumerate(jobs):
-                chunked = position in results.chunks
-                if self.trainer is not None and not self.trainer.busy and not chunked and position not in results.reused:
+                coming = results.coming(position)
+                if self.trainer is not None and not self.trainer.busy and not coming and position not in results.reused:
                     self.close()  # its memory back before a job that trains here
-                trained = results.take(position) if chunked else None
+                trained = results.take(position) if coming else None
                 if trained is not None:
                     configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
                 runs.append(self._run(job, texts, trained))
-                current().report(runs[-1])
+                progress.report(runs[-1])
         except BaseException:
             self.close()
             raise
@@ -180,11 +181,11 @@ class VectorizedLauncher(Launcher):
 
         ``trained``, the job's :class:`sweep.run.Trained` when it trained with others, is handed to the task function.
         """
+        from sweep.hydra_job import run_composed
+
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
         log.info(f"\t#{job.idx} : {' '.join(filter_overrides(job.overrides))}")
         task = self.task_function if trained is None else functools.partial(self.task_function, trained=trained)
-        from sweep.hydra_job import run_composed
-
         ret = run_composed(job, task, self.hydra_context, texts)
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return ret
@@ -243,13 +244,13 @@ def candidates(jobs: Mapping[int, "ComposedJob"]) -> list[Candidate]:
     return found
 
 
-def plan(candidates: Sequence[Candidate], max_population: int, seen: set[str] | None = None) -> dict[int, list[Candidate]]:
+def plan(candidates: Sequence[Candidate], max_population: int, planned: Collection[str] = ()) -> dict[int, list[Candidate]]:
     """Each job's population (its position -> the members), for the candidates that train with others.
 
     Candidates with equal :func:`sweep.engines.group_key` form a group, in job order;
-    reusable and duplicate configs (of each other, or of a fingerprint in ``seen``, to which
-    theirs are added) are left out (the run reuses the first's record); a group is split
-    into the fewest near-equal chunks of at most ``max_population``. Chunks of one member are left out.
+    reusable and duplicate configs (of each other, or of a fingerprint already ``planned``)
+    are left out (the run reuses the first's record); a group is split into the fewest
+    near-equal chunks of at most ``max_population``. Chunks of one member are left out.
     """
     if not candidates:
         return {}
@@ -257,7 +258,7 @@ def plan(candidates: Sequence[Candidate], max_population: int, seen: set[str] | 
     from sweep.engines import chunked, group_key
 
     groups: dict[str, list[Candidate]] = {}
-    seen = set() if seen is None else seen
+    seen = set(planned)
     for candidate in candidates:
         if candidate.reusable or candidate.fingerprint in seen:
             continue
@@ -294,8 +295,10 @@ class Results:
         self.trainer = trainer
         self.chunks: dict[int, list[Candidate]] = {}  # position -> its population
         self.reused: set[int] = set()  # positions of jobs whose completed record is in the sweep
-        self.planned: set[str] = set()  # fingerprints in a population
+        self.planned: dict[str, int] = {}  # fingerprint -> the position of its population's member
         self.alone: list[Candidate] = []  # candidates of the batches so far in no population
+        self.twins: dict[int, int] = {}  # position -> a later member of the same config, whose training it takes
+        self.taken: set[int] = set()  # members whose training was taken, by their job or an earlier twin
         self.checked: dict[int, list] = {}  # id(chunk) -> each member's dataset and folds
         self.ready: dict[int, Any] = {}  # position -> its Trained, once its population trained here
         self.trained_here: set[int] = set()  # id(chunk)
@@ -303,22 +306,35 @@ class Results:
 
     def add(self, found: Sequence[Candidate]) -> None:
         """Plan ``found``'s populations (:func:`plan`) and :meth:`send` them; those left alone wait for :meth:`finish`."""
-        chunks = plan(found, self.max_population, set(self.planned))
+        chunks = plan(found, self.max_population, self.planned)
         self.reused |= {candidate.index for candidate in found if candidate.reusable}
         self.alone += [candidate for candidate in found if candidate.index not in chunks and not candidate.reusable]
         self.send(chunks)
 
     def finish(self) -> None:
-        """Plan together the candidates that their batches left alone (a batch was a wrong guess), and :meth:`send` them."""
-        self.send(plan(self.alone, self.max_population, set(self.planned)))
+        """Plan together the candidates that their batches left alone (a batch was a wrong guess), and :meth:`send` them.
+
+        A candidate still alone whose config a later job's population member has (batches go
+        by group, not in launch order) takes that member's training: the first job of a
+        config trains it, and the later one reuses its record, as with no batches.
+        """
+        self.send(plan(self.alone, self.max_population, self.planned))
+        for candidate in self.alone:
+            member = self.planned.get(candidate.fingerprint)
+            if candidate.index not in self.chunks and member is not None and candidate.index < member:
+                self.twins[candidate.index] = member
         self.alone = []
+
+    def coming(self, position: int) -> bool:
+        """Whether the job at ``position`` may get its training from a population (:meth:`take`)."""
+        return position in self.chunks or position in self.twins
 
     def send(self, chunks: dict[int, list[Candidate]]) -> None:
         """Check each population's data and folds and, with a trainer process, send it to train."""
         from sweep.run import check
 
         self.chunks |= chunks
-        self.planned |= {candidate.fingerprint for chunk in chunks.values() for candidate in chunk}
+        self.planned |= {candidate.fingerprint: candidate.index for chunk in chunks.values() for candidate in chunk}
         for chunk in {id(chunk): chunk for chunk in chunks.values()}.values():
             try:
                 self.checked[id(chunk)] = [check(candidate.cfg) for candidate in chunk]
@@ -328,18 +344,22 @@ class Results:
                 self.sent[id(chunk)] = self.trainer.submit([c.cfg for c in chunk], self.launcher, self.max_population, self.checked[id(chunk)])
 
     def take(self, position: int) -> Any:
-        """The training of the member at ``position`` in the launch, waiting for it; ``None``: its job trains on its own."""
+        """The training of the job at ``position`` in the launch (its own, or its later twin's), waiting for it; ``None``: it trains on its own."""
         from sweep.run import Trained
 
+        position = self.twins.pop(position, position)
+        if position in self.taken:
+            return None
+        self.taken.add(position)
         chunk = self.chunks[position]
-        config = next(i for i, candidate in enumerate(chunk) if candidate.index == position)
+        member = next(i for i, candidate in enumerate(chunk) if candidate.index == position)
         checked = self.checked.get(id(chunk))
         if checked is None:
             return None
         if id(chunk) in self.sent:
             population = self.sent[id(chunk)]
-            fits = None if population is None else self.trainer.fits(population, config)
-            return None if fits is None else Trained(checked[config][0], fits)
+            fits = None if population is None else self.trainer.fits(population, member)
+            return None if fits is None else Trained(checked[member][0], fits)
         if id(chunk) not in self.trained_here:
             self.trained_here.add(id(chunk))
             self.ready |= {c.index: t for c, t in zip(chunk, train(chunk, checked, self.launcher, self.max_population))}
