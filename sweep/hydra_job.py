@@ -7,7 +7,9 @@ sweep takes to record a member its launcher trained. Here every job's config is 
 object (each composed for it, nothing changes it once run), so:
 
 - ``HydraConfig`` points at a view of the job's own ``hydra`` node (:func:`hydra_view`), as
-  ``set_config`` does but without its copy; ``JobReturn.hydra_cfg`` is that view.
+  ``set_config`` does but without its copy; ``JobReturn.hydra_cfg`` is that view, so its node
+  still has the job's config as parent (Hydra's copy has none: interpolations from ``hydra``
+  into the task's keys resolve here, and a pickled ``JobReturn`` holds the task's config too).
 - The task config is copied once, without the ``hydra`` node (:func:`task_config`).
 - Each YAML file is ``OmegaConf.to_yaml``'s text, each value in it dumped only when it was not
   dumped before in its place (:class:`YamlTexts`): the jobs of a sweep share most of them.
@@ -103,16 +105,18 @@ class YamlTexts:
 
     A block mapping's YAML is its entries' texts one after the other, and an entry holding a
     mapping is its key's line and that mapping's entries, indented: so only the entries whose
-    value is not a mapping are dumped, each once for its place and contents (compared by
-    ``repr``, which tells ``1`` from ``True`` and ``1.0``).
+    value is not a mapping are dumped, each once for its depth and contents (compared by
+    ``repr``, which tells ``1`` from ``True`` and ``1.0``). A config holding other objects than
+    YAML's (``allow_objects``) is dumped whole: their ``repr`` need not tell them apart, and
+    YAML anchors shared ones across entries.
     """
 
     def __init__(self) -> None:
-        self._texts: dict[tuple[tuple[Any, ...], str, str], str] = {}
+        self._texts: dict[tuple[int, str, str], str] = {}
 
     def __call__(self, cfg: Any) -> str:
         container = OmegaConf.to_container(cfg, enum_to_str=True)
-        if not isinstance(container, dict) or not container:
+        if not isinstance(container, dict) or not container or not _plain(container):
             return _dump(container)
         return "".join(self._entry((), key, value) for key, value in container.items())
 
@@ -126,9 +130,9 @@ class YamlTexts:
         return self._leaf(path, key, value)
 
     def _leaf(self, path: tuple[Any, ...], key: Any, value: Any) -> str:
-        """The text of ``key: value``, dumped in its place (the indentation and line folding depend on it) the first time."""
-        found = (path, repr(key), repr(value))
-        text = self._texts.get(found)
+        """The text of ``key: value`` at ``path``, dumped there (the indentation and line folding depend on its depth) the first time."""
+        entry = (len(path), repr(key), repr(value))
+        text = self._texts.get(entry)
         if text is None:
             nested = {key: value}
             for outer in reversed(path):
@@ -136,8 +140,17 @@ class YamlTexts:
             text = _dump(nested).split("\n", len(path))[-1]
             if len(self._texts) >= MAX_TEXTS:
                 self._texts.clear()
-            self._texts[found] = text
+            self._texts[entry] = text
         return text
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` holds nothing but YAML's own types (mappings, lists and scalars)."""
+    if isinstance(value, dict):
+        return all(_plain(key) and _plain(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_plain(item) for item in value)
+    return value is None or isinstance(value, (str, int, float, bool))
 
 
 def _dump(container: Any) -> str:
@@ -183,15 +196,13 @@ def _chdir(chdir: bool | None) -> bool:
     """``hydra.job.chdir`` as ``run_job`` reads it: unset means no from version base 1.2 on, and yes, with a warning, before it."""
     if chdir is not None:
         return chdir
-    from hydra.core.utils import deprecation_warning, version
-
-    if version.base_at_least("1.2"):
+    if hydra_utils.version.base_at_least("1.2"):
         return False
     url = "https://hydra.cc/docs/1.2/upgrades/1.1_to_1.2/changes_to_job_working_dir/"
     message = f"""\
         Future Hydra versions will no longer change working directory at job runtime by default.
         See {url} for more information."""
-    deprecation_warning(message=dedent(message), stacklevel=2)
+    hydra_utils.deprecation_warning(message=dedent(message), stacklevel=2)
     return True
 
 

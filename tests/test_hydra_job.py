@@ -109,3 +109,16 @@ def test_yaml_texts_tell_values_that_compare_equal_apart() -> None:
         assert texts(cfg) == OmegaConf.to_yaml(cfg)
     assert texts(OmegaConf.create({})) == OmegaConf.to_yaml(OmegaConf.create({}))
     assert texts(OmegaConf.create(["x", 2])) == OmegaConf.to_yaml(OmegaConf.create(["x", 2]))
+    for size in (1, 2):  # objects (allow_objects) whose repr does not tell them apart: dumped whole
+        cfg = OmegaConf.create({"a": {"b": Opaque(size)}}, flags={"allow_objects": True})
+        assert texts(cfg) == OmegaConf.to_yaml(cfg)
+
+
+class Opaque:
+    """A user's object in a config: the same repr whatever it holds."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __repr__(self) -> str:
+        return "Opaque()"
