@@ -66,7 +66,7 @@ COLUMNS = [
     "W5_winner_equals_grid_record", "W5_halving_jobs", "W5_tuner_trials", "W5_optuna_trials",
     *(f"W5_{name}_{what}" for name in ("optuna", "optuna2") for what in ("version", "early_acc", "early_s", "final_acc", "search_s")),
     "W3_jobs", "W3_configs", "W3_epochs", "W3_sweep_s", "W3_loop_estimate_s", "W3_sweep_over_loop", "W3_first_record_s", "W3_sweep_rss_mb", "W3_sweep_acc",
-    "W3_train_s", "W3_train_gflops", "W3_floor_gflops", "W3_floor_over_train",
+    "W3_train_s", "W3_train_gflops", "W3_train_warm_gflops", "W3_floor_gflops", "W3_floor_over_train", "W3_floor_over_warm",
     "W6_rows", "W6_configs", "W6_epochs", "W6_dataset_mb", "W6_loop_s", "W6_sweep_s", "W6_sweep_over_loop",
     "W6_loop_rss_mb", "W6_sweep_rss_mb", "W6_sweep_rss_over_loop", "W6_loop_acc", "W6_sweep_acc",
 ]
