@@ -21,12 +21,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf
+
+from sweep.records import before, read_record
 
 
 class Progress:
@@ -84,12 +85,8 @@ class Progress:
         return f"{metric}={value:.4f} ({how})"
 
     def _reused(self, record: dict[str, Any]) -> bool:
-        """Whether the record is an earlier run's: brought from another dir, or started before this sweep (to the millisecond, as records say)."""
-        try:
-            started = datetime.fromisoformat(str(record.get("started_at"))).timestamp()
-        except ValueError:
-            started = math.inf
-        return "reused_from" in record or started < math.floor(self.started * 1000) / 1000
+        """Whether the record is an earlier run's: brought from another dir, or started before this sweep."""
+        return "reused_from" in record or before(record.get("started_at"), self.started)
 
     def totals(self, statuses: Sequence[str]) -> str:
         """``40 runs: 38 completed, 1 failed, 1 diverged in 1m12s``: ``statuses`` counted, and the sweep's time."""
@@ -116,8 +113,6 @@ def job_dir(ret: JobReturn) -> str:
 
 def _record(ret: JobReturn) -> dict[str, Any] | None:
     """The job's ``result.json``; ``None`` when it has none (not a sweep run) or it cannot be read."""
-    from sweep.records import read_record
-
     try:
         return read_record(Path(job_dir(ret)))
     except (OSError, ValueError):

@@ -9,8 +9,10 @@ Nothing here knows about Keras or Hydra.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from functools import cache
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +25,21 @@ MOVED = "moved.txt"
 
 #: A run's outcome: ``completed``, ``failed`` (it raised) or ``diverged`` (its loss became NaN/inf).
 STATUSES = ("completed", "failed", "diverged")
+
+
+def timestamp(when: datetime) -> str:
+    """``when`` as a record says when its run started (``started_at``): ISO 8601, to the millisecond."""
+    return when.isoformat(timespec="milliseconds")
+
+
+def before(started_at: Any, when: float) -> bool:
+    """Whether a record's ``started_at`` (see :func:`timestamp`) is earlier than ``when`` (seconds since the epoch) as it can tell:
+    to the millisecond, so a run that started at ``when`` is never earlier. Unreadable: no."""
+    try:
+        started = datetime.fromisoformat(str(started_at)).timestamp()
+    except ValueError:
+        return False
+    return started < math.floor(when * 1000) / 1000
 
 
 def atomic_write(path: Path, write: Callable[[str], Any]) -> None:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from sweep.config import fingerprint, flatten, unflatten, validate
 from sweep.data import load_dataset
 from sweep.engines import Member, fit_members
-from sweep.records import atomic_write, read_record, versions, write_record
+from sweep.records import atomic_write, read_record, timestamp, versions, write_record
 from sweep.results import fold_rows, load, runs_of, scored, summarize
 
 REFIT_DIR = "refit"
@@ -137,7 +137,7 @@ def refit(sweep_dir: str | Path, metric: str | None = None, aggregate_seeds: boo
         "fingerprint": fingerprint({**flat, "refit": True}),  # never equal to a sweep job's, so never reused as one
         "output_dir": str(out_dir),
         "seed": cfg.get("seed"),
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "started_at": timestamp(datetime.now(timezone.utc)),
         **flat,
     }
     try:

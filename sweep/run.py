@@ -32,7 +32,7 @@ from omegaconf import DictConfig
 from sweep.config import CLUSTER_COUNTS, SweepConfigError, fingerprint, flatten, validate
 from sweep.data import Dataset, load_dataset
 from sweep.engines import LOSS_BOUND, LOSS_GROWTH, Fitted, Member, fit_members
-from sweep.records import HISTORY, artifact_sizes, atomic_write, history_csv, versions, write_record, write_text
+from sweep.records import HISTORY, artifact_sizes, atomic_write, history_csv, timestamp, versions, write_record, write_text
 from sweep.resume import completed, prepare, set_aside, whole_run
 from sweep.splits import Fold, make_folds
 from sweep.sweep_dir import Job, SweepRun, current_run, records_lock
@@ -156,7 +156,7 @@ def _new_record(job: Job, flat: dict[str, Any], fprint: str, run: SweepRun | Non
         "output_dir": str(job.dir),
         "sweep_run": run.token if run is not None else None,
         "seed": flat.get("seed"),
-        "started_at": started.isoformat(timespec="milliseconds"),
+        "started_at": timestamp(started),
         **flat,
     }
 

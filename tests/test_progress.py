@@ -69,9 +69,11 @@ def test_the_default_launcher_numbers_each_job_once_and_a_rerun_says_reused(tmp_
 def test_a_record_started_earlier_in_the_same_second_as_the_sweep_is_reused() -> None:
     from datetime import datetime, timezone
 
+    from sweep.records import timestamp
+
     progress = Progress()
     progress.started = 1_800_000_000.9  # a rerun started 0.9 s into a second: a fast first run's last job began in it
-    at = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds")  # noqa: E731  as run.py records it
+    at = lambda t: timestamp(datetime.fromtimestamp(t, timezone.utc))  # noqa: E731  as records say it
     assert progress._reused({"started_at": at(1_800_000_000.2)})
     assert not progress._reused({"started_at": at(1_800_000_000.9)})  # this sweep's own
 
