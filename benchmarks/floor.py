@@ -25,6 +25,8 @@ import numpy as np
 #: The tutorial's MLP on digits: inputs, hidden units, classes.
 DIMS = (64, 128, 10)
 BATCH = 32
+#: A fold's training and validation rows in a 5-fold split of digits less its test rows (some folds have one more or fewer).
+ROWS, VAL_ROWS = 1149, 288
 
 
 def flops(members: int, rows: int, val_rows: int, epochs: int, dims: tuple[int, ...] = DIMS) -> float:
@@ -83,8 +85,8 @@ def kernel_seconds(members: int, rows: int, val_rows: int, epochs: int, threads:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.floor", description=__doc__.split("\n")[0])
     parser.add_argument("--members", type=int, default=60)
-    parser.add_argument("--rows", type=int, default=1149, help="training rows (a 5-fold split of digits less its test rows: 1149)")
-    parser.add_argument("--val-rows", type=int, default=288)
+    parser.add_argument("--rows", type=int, default=ROWS, help=f"training rows (default {ROWS}: a 5-fold split of digits less its test rows)")
+    parser.add_argument("--val-rows", type=int, default=VAL_ROWS)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="intra-op threads (default: one a core)")
     parser.add_argument("--json", type=Path, help="write the result here too")

@@ -56,8 +56,8 @@ def bench(loop_s: float, loop_fit_s: float, quick: bool = False) -> dict[str, An
         floor_gflops = max(_floor(population, workload.epochs, threads, Path(tmp)) for threads in {1, os.cpu_count() or 1})
     loop = loop_estimate(loop_s, loop_fit_s, loop_fits, workload.fits)
     train_s, warm_s = sum(result.fit_s), sum(result.fit_s[population:])  # fit_s: in the order the records were written
-    train_gflops = floor.flops(workload.fits, ROWS, VAL_ROWS, workload.epochs) / train_s / 1e9
-    warm_gflops = floor.flops(workload.fits - population, ROWS, VAL_ROWS, workload.epochs) / warm_s / 1e9 if warm_s else float("nan")
+    train_gflops = floor.flops(workload.fits, floor.ROWS, floor.VAL_ROWS, workload.epochs) / train_s / 1e9
+    warm_gflops = floor.flops(workload.fits - population, floor.ROWS, floor.VAL_ROWS, workload.epochs) / warm_s / 1e9 if warm_s else float("nan")
     return {
         "W3_jobs": workload.fits, "W3_configs": len(workload.configs), "W3_epochs": workload.epochs, "W3_sweep_s": result.wall_s, "W3_loop_estimate_s": loop, "W3_sweep_over_loop": result.wall_s / loop,
         "W3_first_record_s": result.extra["first_job_s"], "W3_sweep_rss_mb": result.extra["peak_rss_mb"], "W3_sweep_acc": result.best,
@@ -68,14 +68,12 @@ def bench(loop_s: float, loop_fit_s: float, quick: bool = False) -> dict[str, An
 
 #: The default launcher's ``max_population``.
 MAX_POPULATION = VectorizedLauncherConf.max_population
-#: A W3 fold's training and validation rows (digits less its test rows, in 5 folds; some folds have one more or fewer).
-ROWS, VAL_ROWS = 1149, 288
 
 
 def _floor(members: int, epochs: int, threads: int, tmp: Path) -> float:
     """The floor's GFLOP/s (:mod:`benchmarks.floor`) for one population of ``members`` with ``threads`` intra-op threads, in a fresh process."""
     out = tmp / f"floor-{threads}.json"
-    args = ["--members", str(members), "--rows", str(ROWS), "--val-rows", str(VAL_ROWS), "--epochs", str(epochs), "--threads", str(threads)]
+    args = ["--members", str(members), "--epochs", str(epochs), "--threads", str(threads)]  # a W3 fold's rows: the floor's defaults
     subprocess.run([sys.executable, "-m", "benchmarks.floor", *args, "--json", str(out)], cwd=ROOT, check=True, capture_output=True)
     return json.loads(out.read_text())["floor_gflops"]
 
