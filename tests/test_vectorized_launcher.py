@@ -93,16 +93,22 @@ def test_jobs_are_planned_in_batches_of_likely_populations_in_order_of_first_app
     assert batches(jobs, max_population=2) == [[0], [2, 4], [1, 3]]
 
 
-def test_jobs_a_batch_leaves_alone_are_planned_together_at_the_end(tmp_path: Path) -> None:
+def _added(overrides: list[list[str]], sweep_dir: Path) -> Results:
+    """The jobs of ``overrides`` composed and added to the launch's results batch by batch, as the launcher does (no trainer process)."""
     from omegaconf import OmegaConf
 
-    # trainer.epochs=01 is epochs 1 too: a config of the first job's population, in a batch of its own
-    overrides = [["optimizer.lr=1e-3", "trainer.epochs=1"], ["optimizer.lr=1e-2", "trainer.epochs=01"]]
-    jobs = _sweep_configs(*overrides, sweep_dir=tmp_path)
-    assert batches(overrides, max_population=64) == [[0], [1]]
+    jobs = _sweep_configs(*overrides, sweep_dir=sweep_dir)
     results = Results(OmegaConf.create({}), max_population=64, trainer=None)
     for batch in batches(overrides, max_population=64):
         results.add(candidates({position: jobs[position] for position in batch}))
+    return results
+
+
+def test_jobs_a_batch_leaves_alone_are_planned_together_at_the_end(tmp_path: Path) -> None:
+    # trainer.epochs=01 is epochs 1 too: a config of the first job's population, in a batch of its own
+    overrides = [["optimizer.lr=1e-3", "trainer.epochs=1"], ["optimizer.lr=1e-2", "trainer.epochs=01"]]
+    assert batches(overrides, max_population=64) == [[0], [1]]
+    results = _added(overrides, tmp_path)
     assert results.chunks == {}
     results.finish()
     assert _chunks(results.chunks) == [(0, 1)]
@@ -111,14 +117,9 @@ def test_jobs_a_batch_leaves_alone_are_planned_together_at_the_end(tmp_path: Pat
 
 
 def test_the_first_job_of_a_config_takes_the_training_of_its_twin_in_a_later_population(tmp_path: Path) -> None:
-    from omegaconf import OmegaConf
-
     # job 0 is job 2's config (epochs=01 is 1) but alone in its batch; jobs 1-3 are one population
     overrides = [["optimizer.lr=1e-3", "trainer.epochs=01"], *([f"optimizer.lr={lr}", "trainer.epochs=1"] for lr in ("1e-2", "1e-3", "1e-1"))]
-    jobs = _sweep_configs(*overrides, sweep_dir=tmp_path)
-    results = Results(OmegaConf.create({}), max_population=64, trainer=None)
-    for batch in batches(overrides, max_population=64):
-        results.add(candidates({position: jobs[position] for position in batch}))
+    results = _added(overrides, tmp_path)
     results.finish()
     assert _chunks(results.chunks) == [(1, 2, 3)]
     first = results.take(0)
