@@ -215,11 +215,11 @@ def test_steps_equal_keras_train_on_batch_and_leave_the_optimizers_state(optimiz
     feeds = graph.Feeds.of([tf.constant(v) for v in graph._inputs(plan, [member])])
     params = [tf.constant(w.reshape(1, -1, w.shape[-1])) for w in model.get_weights()]  # a leading member axis; biases [1, 1, units]
     state = graph.State(params, [[tf.zeros_like(p) for p in params] for _ in plan.rule.slots], tf.zeros([1]))
-    one, active, counters = tf.constant([32], tf.int32), tf.constant([True]), tf.zeros([1], tf.int64)
+    one, active = tf.constant([32], tf.int32), tf.constant([True])
 
     for start in (0, 32, 64, 0, 96):  # a batch seen twice: the slots' decay, not only their first value
         rows = member.train[start : start + 32]
-        state, (loss_sum, hits) = population.step(feeds, state, tf.constant(rows[None], tf.int32), one, active, counters)
+        state, (loss_sum, hits) = population.step(feeds, state, tf.constant(rows[None], tf.int32), one, active, [])
         theirs = model.train_on_batch(x[rows], y[rows], return_dict=True)
         assert float(loss_sum[0]) / 32 == pytest.approx(theirs["loss"], rel=1e-5)  # penalty included
         assert float(hits[0]) / 32 == pytest.approx(theirs["accuracy"], abs=1e-6)
@@ -300,6 +300,16 @@ def test_a_member_out_of_rows_stands_still_while_the_others_step(rule: str) -> N
     fits = graph.fit_population(members)
     for fold, fit in enumerate(fits):
         _assert_same_bits(_solo(*overrides, f"validation.fold={fold}"), fit)
+
+
+def test_a_member_with_fewer_steps_draws_its_own_dropout_masks_in_any_population() -> None:
+    """Dropout masks are drawn for a chunk of steps at once (two batches of 383 at a time), keyed on the member's
+    seed and epoch: folds 0 and 1 take 3 steps an epoch, so alone their second chunk is one step, in the population two."""
+    overrides = (*KFOLD, "trainer.batch_size=383", "regularizer.dropout=0.5")
+    assert graph.DRAW_ROWS // 384 == 2
+    fits = graph.fit_population(_members(compose_config(*overrides)))
+    for fold in (0, 1, 4):
+        _assert_same_bits(_solo(*overrides, f"validation.fold={fold}"), fits[fold])
 
 
 # --- divergence ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ NaN/inf (``TerminateOnNaN``) or, with ``trainer.early_stopping_patience``, as Ke
 The random numbers are different draws from the same distributions as Keras' own.
 A member with a :attr:`~sweep.engines.member.Member.start` goes on from its saved weights,
 slots and step count at the epoch after its history's last: the batch order and dropout
-draws are keyed on the epoch's and the step's numbers, so it ends with the bits of a fit of
+draws are keyed on the epoch's and its chunk of steps' numbers, so it ends with the bits of a fit of
 all the epochs at once.
 
 Bits: a member's numbers do not depend on the population it trains in. Every op works on
@@ -58,11 +58,15 @@ LOSSES = ("mse", "mae", "huber")
 #: Validation rows evaluated at once per member (bounds memory; see the bits, above).
 VAL_CHUNK = 1024
 #: The stateless generators' keys are (member's seed, k): k = the layer for its initial kernel,
-#: SHUFFLE_KEY + epoch for an epoch's batch order, and (DROPOUT_KEY + the member's step) *
-#: DROPOUT_STRIDE + the layer for a step's dropout draws.
+#: SHUFFLE_KEY + epoch for an epoch's batch order, and (DROPOUT_KEY + epoch * EPOCH_CHUNKS +
+#: chunk) * DROPOUT_STRIDE + the layer for the dropout draws of a chunk of an epoch's steps.
 SHUFFLE_KEY = 1 << 20
 DROPOUT_KEY = 1 << 40
+EPOCH_CHUNKS = 1 << 20
 DROPOUT_STRIDE = 16
+#: Rows of dropout draws at once: an epoch's steps draw their masks in chunks of
+#: ``max(DRAW_ROWS // width, 1)`` steps (a batch's padded width), one graph loop per chunk, not per step.
+DRAW_ROWS = 1024
 #: Members whose random draws run at once (a scheduling bound: the draws are the same whatever it is).
 PARALLEL_DRAWS = 64
 
@@ -441,36 +445,36 @@ class Population:
             params += [kernels, tf.zeros(tf.stack([tf.shape(seeds)[0], 1, fan_out]))]
         return params
 
-    def forward(self, params: list, x, f: Feeds, noises: list):
+    def forward(self, params: list, x, f: Feeds, masks: list):
         """Logits ``[M, rows, classes]`` (a regression: predictions ``[M, rows]`` in the target's units) of ``x``
-        ``[M, rows, features]``; with ``noises`` (training), inverted dropout at each member's rate."""
+        ``[M, rows, features]``; with ``masks`` (training: :meth:`masks`), each hidden layer's output times its mask."""
         import tensorflow as tf
 
-        rate = f.rate
         for i in range(self.n_hidden):
             x = self.act(_biased(tf.matmul(x, params[2 * i]), params[2 * i + 1]))
-            if noises:
-                x = tf.where(noises[i] >= rate[:, None, None], x * (1.0 / (1.0 - rate))[:, None, None], 0.0)
+            if masks:
+                x = x * masks[i]
         out = _biased(tf.matmul(x, params[2 * self.n_hidden]), params[2 * self.n_hidden + 1])
         if self.plan.loss is None:
             return out
         mean, std = f.target[:, 0, None], tf.maximum(tf.sqrt(f.target[:, 1]), 1e-7)[:, None]  # Keras' Normalization(invert=True)
         return mean + out[:, :, 0] * std
 
-    def noise(self, seeds, counters, rows) -> list:
-        """Per hidden layer, each member's uniform draws ``[M, rows, units]`` for its dropout masks (none without dropout)."""
+    def masks(self, f: Feeds, counter, rows) -> list:
+        """Per hidden layer, each member's inverted-dropout factors ``[M, rows, units]`` (``1 / (1 - rate)``
+        where its uniform draw is at least its rate, else 0; none without dropout): what a unit's output is multiplied by."""
         import tensorflow as tf
 
         if not self.plan.dropout:
             return []
-        return [
-            self.per_member(
-                lambda key, dims=tf.stack([rows, units]): tf.random.stateless_uniform(dims, key),
-                tf.stack([seeds, counters * DROPOUT_STRIDE + i], axis=1),
-                tf.float32,
-            )
-            for i, units in enumerate(self.plan.shape.hidden_units)
-        ]
+        counters = tf.fill(tf.shape(f.seeds), counter)
+        rate, scale = f.rate[:, None, None], (1.0 / (1.0 - f.rate))[:, None, None]
+        masks = []
+        for i, units in enumerate(self.plan.shape.hidden_units):
+            keys = tf.stack([f.seeds, counters * DROPOUT_STRIDE + i], axis=1)
+            draws = self.per_member(lambda key, dims=tf.stack([rows, units]): tf.random.stateless_uniform(dims, key), keys, tf.float32)
+            masks.append(tf.where(draws >= rate, scale, 0.0))
+        return masks
 
     def penalty(self, params: list, f: Feeds):
         """Each member's ``l1*sum|W| + l2*sum W^2`` over the hidden kernels."""
@@ -512,16 +516,16 @@ class Population:
         zero = tf.zeros_like(rows[0])
         return [tf.reduce_sum(tf.where(mask, row, zero), 1) for row in rows]
 
-    def step(self, f: Feeds, state: State, batch, count, active, counters) -> tuple[State, list]:
-        """One optimizer step of every ``active`` member on its ``batch``: the new state, and each one's batch loss times its rows, then its metrics' sums."""
+    def step(self, f: Feeds, state: State, batch, count, active, masks: list) -> tuple[State, list]:
+        """One optimizer step of every ``active`` member on its ``batch``, with its dropout ``masks`` (:meth:`masks`):
+        the new state, and each one's batch loss times its rows, then its metrics' sums."""
         import tensorflow as tf
 
         mask = tf.range(tf.shape(batch)[1])[None, :] < count[:, None]
         count_f, on = tf.cast(count, tf.float32), tf.cast(active, tf.float32)
-        noises = self.noise(f.seeds, counters, tf.shape(batch)[1])
         with tf.GradientTape() as tape:
             tape.watch(state.params)
-            sums = self.scores(self.forward(state.params, tf.gather(f.x, batch), f, noises), tf.gather(f.y, batch), mask)
+            sums = self.scores(self.forward(state.params, tf.gather(f.x, batch), f, masks), tf.gather(f.y, batch), mask)
             ce = tf.math.divide_no_nan(sums[0], count_f)
             total = tf.reduce_sum(tf.where(active, ce, tf.zeros_like(ce)))
         grads = self.penalty_gradients(tape.gradient(total, state.params), state.params, f, on)
@@ -542,8 +546,7 @@ class Population:
 
         size = f.batch_size
         width = (size + LANES - 1) // LANES * LANES
-        steps = (f.n_train + size - 1) // size
-        max_steps = tf.reduce_max(steps)
+        max_steps = tf.reduce_max((f.n_train + size - 1) // size)
         key = tf.cast(epoch, tf.int64) + SHUFFLE_KEY
 
         def order(args):
@@ -553,14 +556,24 @@ class Population:
         rows = tf.gather(f.train, self.per_member(order, (f.seeds, f.n_train), tf.int32), batch_dims=1)
         batches = tf.pad(tf.reshape(rows, tf.stack([-1, max_steps, size])), [[0, 0], [0, 0], [0, width - size]])
 
-        def body(step, state, sums):
-            batch = batches[:, step]
-            count = tf.clip_by_value(f.n_train - step * size, 0, size)
-            counters = tf.cast(epoch * steps + step, tf.int64) + DROPOUT_KEY
-            state, values = self.step(f, state, batch, count, tf.logical_and(alive, count > 0), counters)
-            return step + 1, state, [total + value for total, value in zip(sums, values)]
+        chunk = tf.maximum(DRAW_ROWS // width, 1)
 
-        _, state, sums = tf.while_loop(lambda step, *_: step < max_steps, body, (tf.constant(0), state, self.zeros(f)))
+        def chunk_of_steps(first, state, sums):
+            counter = tf.cast(epoch * EPOCH_CHUNKS + first // chunk, tf.int64) + DROPOUT_KEY
+            last = tf.minimum(first + chunk, max_steps)
+            masks = self.masks(f, counter, (last - first) * width)  # a shorter chunk draws a prefix of a whole one
+
+            def body(step, state, sums):
+                at = (step - first) * width
+                count = tf.clip_by_value(f.n_train - step * size, 0, size)
+                active = tf.logical_and(alive, count > 0)
+                state, values = self.step(f, state, batches[:, step], count, active, [m[:, at : at + width] for m in masks])
+                return step + 1, state, [total + value for total, value in zip(sums, values)]
+
+            _, state, sums = tf.while_loop(lambda step, *_: step < last, body, (first, state, sums))
+            return first + chunk, state, sums
+
+        _, state, sums = tf.while_loop(lambda first, *_: first < max_steps, chunk_of_steps, (tf.constant(0), state, self.zeros(f)))
         return state, sums
 
     def zeros(self, f: Feeds) -> list:
