@@ -135,14 +135,17 @@ class Shape:
 class Plan:
     """What fixes a population's graph; every other setting is an input (:class:`Feeds`).
 
-    Without ``dropout`` (every member's rate 0) the masks are left out of the graph, which
-    changes no number. The L1 and L2 terms are always in (a strength of 0 adds exact zeros):
-    a few ops a step, against a trace for each combination of penalties in a sweep.
+    Without ``dropout`` (every member's rate 0) the masks are left out of the graph, and
+    without ``l1`` or ``l2`` (every member's strength 0) that penalty's terms: a rate or
+    strength of 0 in a population that has them multiplies by 1 or adds exact zeros, so
+    leaving them out changes no number (and saves their passes over the weights every step).
     """
 
     shape: Shape
     rule: Rule
     dropout: bool
+    l1: bool
+    l2: bool
     monitor: str | None  # early stopping's, when on
     loss: str | None = None  # a regression's (:data:`LOSSES`); None: a classifier's cross-entropy
 
@@ -153,7 +156,8 @@ class Plan:
         hp = np.array([hyperparameters(m.cfg) for m in members])
         monitor = cfg.trainer.early_stopping_monitor if cfg.trainer.get("early_stopping_patience") is not None else None
         shape = Shape.of(cfg, first.x.shape[1:], first.output.units)
-        return cls(shape, Rule.of(cfg), bool(hp[:, 3].any()), monitor, cfg.task.loss if first.output.regression else None)
+        l1, l2, dropout = (bool(hp[:, i].any()) for i in (1, 2, 3))
+        return cls(shape, Rule.of(cfg), dropout, l1, l2, monitor, cfg.task.loss if first.output.regression else None)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -482,8 +486,10 @@ class Population:
 
         total = tf.zeros_like(f.lr)
         for kernel in params[: 2 * self.n_hidden : 2]:
-            total += f.l1 * tf.reduce_sum(tf.abs(kernel), [1, 2])
-            total += f.l2 * tf.reduce_sum(tf.square(kernel), [1, 2])
+            if self.plan.l1:
+                total += f.l1 * tf.reduce_sum(tf.abs(kernel), [1, 2])
+            if self.plan.l2:
+                total += f.l2 * tf.reduce_sum(tf.square(kernel), [1, 2])
         return total
 
     def penalty_gradients(self, grads: list, params: list, f: Feeds, on) -> list:
@@ -497,7 +503,9 @@ class Population:
         l1, l2 = (on * f.l1)[:, None, None], (on * f.l2 * 2.0)[:, None, None]
         grads = list(grads)
         for i in range(0, 2 * self.n_hidden, 2):
-            grads[i] += l1 * tf.sign(params[i]) + l2 * params[i]
+            terms = ([l1 * tf.sign(params[i])] if self.plan.l1 else []) + ([l2 * params[i]] if self.plan.l2 else [])
+            if terms:
+                grads[i] += sum(terms[1:], terms[0])  # (l1 term + l2 term), then added
         return grads
 
     def scores(self, outputs, y, mask) -> list:
