@@ -25,7 +25,6 @@ there a second time, and a class defined twice cannot be pickled to a launcher's
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -40,6 +39,8 @@ from hydra.core.override_parser.types import Override, OverrideType
 from hydra.plugins.config_source import ConfigSource
 from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf
+
+from sweep.config_copy import copied
 
 #: Templates kept per override structure (least recently used dropped first): bounds memory on sweeps over many group choices.
 MAX_TEMPLATES = 32
@@ -112,7 +113,7 @@ class ComposeOnce(ConfigLoader):
             return self.loader.load_sweep_config(master_config, sweep_overrides)
         _, template, fresh = self._template(master_config, sweep_overrides, parsed, structure)
         if fresh:
-            return copy.deepcopy(template)
+            return copied(template)
         return self._from_template(master_config, template, parsed, structure.settable)
 
     def check(self, master_config: DictConfig, sweep_overrides: list[str]) -> None:
@@ -131,7 +132,7 @@ class ComposeOnce(ConfigLoader):
         for i in structure.settable:
             seen = (choices, parsed[i].input_line or "")
             if seen not in structure.checked:
-                ConfigLoaderImpl._apply_overrides_to_config([parsed[i]], copy.deepcopy(template))  # noqa: SLF001
+                ConfigLoaderImpl._apply_overrides_to_config([parsed[i]], copied(template))  # noqa: SLF001
                 structure.checked.add(seen)
 
     def _parse(self, master_config: DictConfig, sweep_overrides: list[str]) -> tuple[list[Override], _Structure]:
@@ -196,7 +197,7 @@ class ComposeOnce(ConfigLoader):
         master_config: DictConfig, template: DictConfig, parsed: list[Override], settable: tuple[int, ...]
     ) -> DictConfig:
         """``template`` with ``parsed``'s values set and its ``hydra.overrides`` and ``override_dirname`` made ``parsed``'s."""
-        cfg = copy.deepcopy(template)
+        cfg = copied(template)
         ConfigLoaderImpl._apply_overrides_to_config([parsed[i] for i in settable], cfg)  # noqa: SLF001  Hydra's own
         app = [o for o in parsed if not o.is_hydra_override()]
         cfg.hydra.overrides.hydra = [o.input_line for o in parsed if o.is_hydra_override()]

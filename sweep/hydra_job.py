@@ -21,7 +21,6 @@ callbacks, the ``JobReturn`` and the order of all of it) is Hydra's. It lives in
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -37,6 +36,8 @@ from hydra.core.utils import JobReturn, JobRuntime, JobStatus, configure_log, en
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, flag_override, open_dict, read_write
 from omegaconf._utils import get_omega_conf_dumper  # the dumper OmegaConf.to_yaml uses
+
+from sweep.config_copy import copied
 
 #: Entries' texts a :class:`YamlTexts` keeps before it starts again (bounds its memory on long sweeps).
 MAX_TEXTS = 4096
@@ -94,10 +95,7 @@ def pointing_at(config: DictConfig) -> Iterator[DictConfig]:
 
 def task_config(config: DictConfig) -> DictConfig:
     """A copy of ``config`` without its ``hydra`` node, which is not copied at all (it is most of the config)."""
-    cfg = copy.deepcopy(config, {id(config.hydra): DictConfig({})})  # the memo stands in an empty node for it
-    with read_write(cfg), open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return copied(config, leave_out="hydra")
 
 
 class YamlTexts:

@@ -27,7 +27,6 @@ annotations``: Hydra's scan runs the module outside ``sys.modules``, where datac
 cannot resolve string annotations.
 """
 
-import copy
 import functools
 import inspect
 import logging
@@ -221,6 +220,7 @@ def candidates(jobs: Mapping[int, "ComposedJob"]) -> list[Candidate]:
     if not any(all(key in job.task for key in SWEEP_KEYS) for job in jobs.values()):
         return []
     from sweep.config import fingerprint, flatten
+    from sweep.config_copy import copied
     from sweep.hydra_job import pointing_at
     from sweep.resume import reusable
     from sweep.sweep_dir import Job
@@ -232,7 +232,7 @@ def candidates(jobs: Mapping[int, "ComposedJob"]) -> list[Candidate]:
         config = composed.config
         try:
             with pointing_at(config):  # for ${hydra:...} in the job's config
-                cfg = copy.deepcopy(composed.task)
+                cfg = copied(composed.task)
                 OmegaConf.resolve(cfg)  # a population may train where this job's hydra node is not set
                 sweep_dir = Path(str(config.hydra.sweep.dir))
             flat = flatten(cfg)
