@@ -487,10 +487,12 @@ def test_a_graph_members_model_file_has_a_fresh_builds_layer_names_whatever_was_
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop_momentum"])
 def test_every_folds_model_file_is_what_keras_saves_of_it_and_reads_back_as_its_state(optimizer: str, tmp_path: Path) -> None:
-    """A config's first fold is saved by Keras; its other folds' files (its arrays written into a copy) hold the config and weights Keras would write."""
+    """A structure's first member is saved by Keras; every other member's file (its arrays, learning rate and config written
+    into a copy) holds the config and weights Keras would write of it."""
     saved._ARCHIVES.clear()  # noqa: SLF001
-    base = ("trainer.epochs=1", "validation=kfold", "validation.n_splits=3", "validation.fold=null", *OPTIMIZERS[optimizer])
-    cfgs = [compose_config(*base, "seed=0"), compose_config(*base, "seed=1", "optimizer.lr=0.002")]  # another learning rate: another config.json
+    base = ("trainer.epochs=1", "validation=kfold", "validation.n_splits=3", "validation.fold=null", "regularizer.dropout=0.25", *OPTIMIZERS[optimizer])
+    other = ("seed=1", "optimizer.lr=0.002", "regularizer.l2=0.003", "regularizer.dropout=0.5")  # one structure, another config.json
+    cfgs = [compose_config(*base, "seed=0"), compose_config(*base, *other)]
     kernels = []
     for c, (cfg, trained) in enumerate(zip(cfgs, train(cfgs, [check(cfg) for cfg in cfgs]), strict=True)):
         for fold, fit in trained.fits:
