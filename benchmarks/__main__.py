@@ -27,7 +27,6 @@ import csv
 import importlib.util
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,8 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks import w3, w5, w6
-from benchmarks.contenders import ROOT, Result, run
+from benchmarks import commit, scaling, w3, w5, w6
+from benchmarks.contenders import Result, run
 from benchmarks.workloads import QUICK, WORKLOADS
 
 CSV = Path(__file__).with_name("results.csv")
@@ -111,12 +110,6 @@ SHORT = {
 CALIBRATION = ("loop_seed1",)
 
 
-def _commit() -> str:
-    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "sweep"], cwd=ROOT).returncode != 0
-    return proc.stdout.strip() + ("+dirty" if dirty else "") if proc.returncode == 0 else "unknown"
-
-
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -143,7 +136,7 @@ def bench(quick: bool, rounds: int, memory: bool) -> dict[str, Any]:
     results: dict[tuple[str, str], list[Result]] = {}
     row: dict[str, Any] = {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "commit": _commit(),
+        "commit": commit(),
         "mode": "quick" if quick else "full",
         "rounds": rounds,
         "cpus": os.cpu_count(),
@@ -304,6 +297,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-w3", action="store_true", help="skip W3, the 300-job sweep of benchmarks/w3.py (about 20 s on 2 cores)")
     parser.add_argument("--no-w5", action="store_true", help="skip W5, the multi-fidelity search of benchmarks/w5.py (about 17 minutes on 2 cores)")
     parser.add_argument("--no-w6", action="store_true", help="skip W6, the tutorial's grid on 60,000 rows of benchmarks/w6.py (about 8 minutes on 2 cores)")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the scaling table of benchmarks/scaling.py (about 15 minutes on 2 cores)")
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 2)
     started = time.perf_counter()
@@ -321,6 +315,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(w5.report(row))
     if not args.no_w6:
         print(w6.report(row))
+    if not args.no_scaling:
+        print(scaling.report(scaling.bench(args.quick, args.csv.with_name("scaling.csv"), row["commit"])))
     append_csv(row, args.csv)
     print(f"appended to {args.csv} ({time.perf_counter() - started:.0f} s in all)")
     return row

@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks import ROOT
 from benchmarks.workloads import QUICK, WORKLOADS, Workload, folds
 
 SWEEP = str(Path(sys.executable).with_name("sweep"))
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass

@@ -45,6 +45,14 @@ def test_quick_benchmark_appends_a_row(tmp_path: Path) -> None:
     for what in ("s", "rss_mb"):
         assert float(row[f"W6_loop_{what}"]) > 0 and float(row[f"W6_sweep_{what}"]) > 0, what
     assert 0.7 < float(row["W6_sweep_acc"]) <= 1.0 and int(row["W6_configs"]) == 2
+    # the scaling table: jobs and epochs grown, each sweep's overhead per job and peak RSS, beside the CSV
+    table = list(csv.DictReader((tmp_path / "scaling.csv").open()))
+    assert [(r["launcher"], int(r["jobs"]), int(r["epochs"])) for r in table] == [
+        ("default", 4, 1), ("default", 4, 2), ("default", 8, 1), ("default", 8, 2), ("basic", 4, 1), ("basic", 4, 2),
+    ]
+    for r in table:
+        assert float(r["wall_s"]) > float(r["train_s"]) > 0 and float(r["overhead_ms"]) > 0 and float(r["gflops"]) > 0
+        assert float(r["sweep_rss_mb"]) > 0 and (float(r["trainer_rss_mb"]) > 0) == (r["launcher"] == "default")
 
 
 @pytest.mark.slow
