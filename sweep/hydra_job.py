@@ -190,6 +190,48 @@ def run_composed(job: ComposedJob, task_function: TaskFunction, hydra_context: H
                 os.chdir(old_cwd)
 
 
+class FiledReturn(JobReturn):
+    """A finished job's ``JobReturn`` holding no config: its ``cfg`` and ``hydra_cfg`` are read back from the job's ``.hydra``
+    files (``config.yaml``, ``hydra.yaml``) each time they are asked for, so a launch of thousands of jobs keeps a few strings a
+    job, not two configs. They hold what the job ran with, as Hydra wrote it (plain configs, without their schemas);
+    ``output_dir`` is the job's dir, at no cost.
+    """
+
+    def __init__(self, ret: JobReturn, output_dir: str, hydra_output: Path) -> None:
+        super().__init__(ret.overrides, None, None, ret.working_dir, ret.task_name, ret.status, ret._return_value)  # noqa: SLF001
+        self.output_dir = output_dir
+        self.hydra_output = hydra_output
+
+    @property  # type: ignore[override]
+    def cfg(self) -> Any:
+        return self._read("_cfg", "config.yaml")
+
+    @cfg.setter
+    def cfg(self, value: Any) -> None:
+        self.__dict__["_cfg"] = value
+
+    @property  # type: ignore[override]
+    def hydra_cfg(self) -> Any:
+        return self._read("_hydra_cfg", "hydra.yaml")
+
+    @hydra_cfg.setter
+    def hydra_cfg(self, value: Any) -> None:
+        self.__dict__["_hydra_cfg"] = value
+
+    def _read(self, kept: str, name: str) -> Any:
+        value = self.__dict__.get(kept)
+        return value if value is not None else OmegaConf.load(self.hydra_output / name)
+
+
+def filed(ret: JobReturn, job: ComposedJob) -> JobReturn:
+    """``ret`` as a :class:`FiledReturn` once ``job`` has run, if its ``.hydra`` files were written (else ``ret`` itself)."""
+    subdir = job.config.hydra.output_subdir
+    if subdir is None:
+        return ret
+    output_dir = str(job.config.hydra.runtime.output_dir)
+    return FiledReturn(ret, output_dir, Path(output_dir, str(subdir)))
+
+
 def _chdir(chdir: bool | None) -> bool:
     """``hydra.job.chdir`` as ``run_job`` reads it: unset means no from version base 1.2 on, and yes, with a warning, before it."""
     if chdir is not None:

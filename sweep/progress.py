@@ -27,6 +27,7 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from omegaconf import OmegaConf
 
+from sweep.hydra_job import FiledReturn
 from sweep.records import before, read_record
 
 
@@ -107,6 +108,8 @@ def duration(seconds: float) -> str:
 
 def job_dir(ret: JobReturn) -> str:
     """The dir the job of ``ret`` ran in (its ``working_dir`` when Hydra's config of it was lost)."""
+    if isinstance(ret, FiledReturn):
+        return ret.output_dir
     output_dir = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir") if ret.hydra_cfg is not None else None
     return str(output_dir if output_dir is not None else ret.working_dir)
 

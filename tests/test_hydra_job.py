@@ -26,7 +26,8 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from sweep.config import config_dir
-from sweep.hydra_job import YamlTexts, compose_job, run_composed
+from sweep.hydra_job import FiledReturn, YamlTexts, compose_job, filed, run_composed
+from sweep.progress import job_dir
 
 #: Task values a YAML dumper must get right, and an interpolation into the job's hydra node.
 ODD_VALUES = [
@@ -98,8 +99,19 @@ def test_every_job_leaves_and_returns_what_hydras_run_job_does(
         expected = outcome(hydras, tmp_path / "multirun" / str(num))
 
         job = compose_job(num, overrides, loader.load_sweep_config(master, [*overrides, *ODD_VALUES]), "hydra.sweep.dir", "hydra.sweep.subdir")
-        assert outcome(run_composed(job, task_function, context, texts), tmp_path / "multirun" / str(num)) == expected
+        ret = run_composed(job, task_function, context, texts)
+        _assert_filed_as(filed(ret, job), ret)
+        assert outcome(ret, tmp_path / "multirun" / str(num)) == expected
         assert HydraConfig.instance().cfg is before
+
+
+def _assert_filed_as(kept: JobReturn, ret: JobReturn) -> None:
+    """``kept`` holds no config, and returns ``ret``'s: its configs read back from the job's files, the rest as they were."""
+    assert isinstance(kept, FiledReturn) and not any(isinstance(value, DictConfig) for value in vars(kept).values())
+    assert (kept.overrides, kept.working_dir, kept.task_name, kept.status) == (ret.overrides, ret.working_dir, ret.task_name, ret.status)
+    assert kept._return_value is ret._return_value  # noqa: SLF001
+    assert OmegaConf.to_yaml(kept.cfg) == OmegaConf.to_yaml(ret.cfg) and OmegaConf.to_yaml(kept.hydra_cfg) == OmegaConf.to_yaml(ret.hydra_cfg)
+    assert job_dir(kept) == job_dir(ret) == str(ret.hydra_cfg.hydra.runtime.output_dir)
 
 
 def test_yaml_texts_tell_values_that_compare_equal_apart() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import weakref
 from pathlib import Path
 
 import pandas as pd
@@ -172,6 +173,50 @@ def test_grouped_jobs_pass_the_suites_per_job_checks(hydra_sweep_runner, tmp_pat
             assert record["status"] == "completed"
             assert job_return.return_value == pytest.approx(record["val_accuracy"])
             assert Path(job_return.working_dir) == tmp_path / "sweep" / str(num)
+
+
+def test_a_launch_holds_a_few_batches_of_configs_and_its_returns_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """24 jobs in populations of 2 (12 batches): jobs are composed a few batches ahead of the one running and let go once run,
+    and what the launch returns holds no config, so its memory does not grow with its jobs."""
+    from hydra import initialize_config_dir
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.utils import setup_globals
+    from hydra.types import HydraContext, RunMode
+    from omegaconf import DictConfig
+
+    from hydra_plugins.sweep_vectorized.vectorized_launcher import AHEAD
+    from sweep import hydra_job
+    from sweep.app import run
+
+    composed: list[weakref.ref] = []
+    live = []
+    compose = hydra_job.compose_job
+    monkeypatch.setattr(hydra_job, "compose_job", lambda *args: _kept(composed, compose(*args)))
+
+    def counting(cfg: DictConfig, trained=None):  # noqa: ANN001, ANN202  sweep's task function, counting the composed jobs alive
+        live.append(sum(ref() is not None for ref in composed))
+        return run.__wrapped__(cfg, trained=trained)
+
+    jobs = [[f"optimizer.lr={k}e-3", "validation=kfold", f"validation.fold={fold}", "trainer.epochs=1"] for k in range(1, 13) for fold in (0, 1)]
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        setup_globals()
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration("config", [f"hydra.sweep.dir={tmp_path}", "trainer.save_model=false"], RunMode.MULTIRUN)
+        launcher = VectorizedLauncher(max_population=2, trainer_process=False)
+        launcher.setup(hydra_context=HydraContext(config_loader=loader, callbacks=Callbacks()), task_function=counting, config=master)
+        returns = launcher.launch(jobs, initial_job_idx=0)
+    assert len(live) == len(returns) == 24
+    assert max(live) <= (AHEAD + 1) * 2 < 24  # never every job's config at once
+    assert all(not any(isinstance(value, DictConfig) for value in vars(ret).values()) for ret in returns)
+    assert [ret.hydra_cfg.hydra.job.num for ret in returns] == list(range(24))  # read back from each job's .hydra files
+    records = records_under(tmp_path)
+    assert [(r["status"], r["population_size"]) for r in records] == [("completed", 2)] * 24
+
+
+def _kept(refs: list[weakref.ref], job: ComposedJob) -> ComposedJob:
+    refs.append(weakref.ref(job))
+    return job
 
 
 # ----------------------------------------------------------------------------- end to end, against the basic launcher

@@ -115,6 +115,7 @@ class HalvingSweeper(GridSweeper):
     def halve(self, bracket: int, configs: Dict[tuple, List[List[str]]], plan: List[Tuple[int, int]], search: Any, sweep_dir: Path) -> List[Any]:
         """One bracket's rungs: launch the alive configs' jobs, score them on fold means, keep the next rung's count."""
         from sweep.halving import Rung, fold_mean, survivors, write_rungs
+        from sweep.progress import job_dir
         from sweep.results import greater_is_better
 
         assert self.launcher is not None
@@ -129,7 +130,7 @@ class HalvingSweeper(GridSweeper):
             self.next_idx += len(batch)
             returns.append(results)
             by_job = dict(zip(map(tuple, jobs), results))
-            previous = {job: str(result.hydra_cfg.hydra.runtime.output_dir) for job, result in by_job.items()}
+            previous = {job: job_dir(result) for job, result in by_job.items()}
             scores = [fold_mean([_value(by_job[tuple(job)]) for job in configs[config]]) for config in alive]
             kept = survivors(scores, plan[k + 1][0], greater_is_better(search.metric)) if k + 1 < len(plan) else []
             search.rungs.append(Rung(k, budget, [list(config) for config in alive], scores, kept, bracket))

@@ -98,6 +98,7 @@ class OptunaSweeper(GridSweeper):
     def _optimize(self, study: Any, space: Dict[str, Any], fixed: List[str], objectives: List[str]) -> None:
         from sweep import search
         from sweep.config import refuse
+        from sweep.progress import job_dir
 
         while (size := min(self.n_jobs, self.n_trials - search.finished(study))) > 0:
             try:
@@ -113,7 +114,7 @@ class OptunaSweeper(GridSweeper):
             returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
             failed = 0
             for trial, ret in zip(trials, returns):
-                why = search.tell(study, trial, Path(str(ret.hydra_cfg.hydra.runtime.output_dir)), objectives)
+                why = search.tell(study, trial, Path(job_dir(ret)), objectives)
                 if why is not None:
                     failed += 1
                     log.warning(f"trial {trial.number} failed: {why}")

@@ -104,11 +104,12 @@ class VectorizedLauncher(Launcher):
         self.trains_together = takes and all(key in config for key in SWEEP_KEYS)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        """Compose every job, plan its populations, then run the jobs in order, each member with its population's results.
+        """Run the jobs in order, each member with its population's results, composing and planning them a batch ahead (:class:`Composer`).
 
-        Each job's line is printed as it returns (:mod:`sweep.progress`).
+        Each job's line is printed as it returns (:mod:`sweep.progress`); the returns hold no
+        configs (:class:`sweep.hydra_job.FiledReturn`).
         """
-        from sweep.hydra_job import YamlTexts
+        from sweep.hydra_job import YamlTexts, filed
         from sweep.progress import current
 
         setup_globals()
@@ -122,40 +123,24 @@ class VectorizedLauncher(Launcher):
         # started first, so that the child's import of TensorFlow overlaps composing the jobs
         trainer = self._trainer(sweep_dir) if len(job_overrides) > 1 and self.trains_together else None
         try:
-            jobs, results = self._prepare(job_overrides, initial_job_idx, trainer)
-            runs = []
-            for position, job in enumerate(jobs):
+            composer = Composer(self, job_overrides, initial_job_idx, Results(self.config.hydra.launcher, self.max_population, trainer))
+            results, runs = composer.results, []
+            for position in range(len(job_overrides)):
+                job = composer.job(position)
                 coming = results.coming(position)
-                if self.trainer is not None and not self.trainer.busy and not coming and position not in results.reused:
+                if self.trainer is not None and composer.done and not self.trainer.busy and not coming and position not in results.reused:
                     self.close()  # its memory back before a job that trains here
                 trained = results.take(position) if coming else None
                 if trained is not None:
                     configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-                runs.append(self._run(job, texts, trained))
-                progress.report(runs[-1])
+                ret = self._run(job, texts, trained)
+                progress.report(ret)
+                runs.append(filed(ret, job))  # holds no config: a launch's memory does not grow with its jobs
+                results.release(position)
         except BaseException:
             self.close()
             raise
         return runs
-
-    def _prepare(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, trainer: Any) -> tuple[list["ComposedJob"], "Results"]:
-        """Every job composed, and their populations planned and sent to train, a batch of jobs at a time (:func:`batches`)."""
-        from sweep.hydra_job import compose_job
-
-        assert self.hydra_context is not None and self.config is not None
-        jobs: dict[int, "ComposedJob"] = {}
-        results = Results(self.config.hydra.launcher, self.max_population, trainer)
-        for positions in batches(job_overrides, self.max_population) if self.trains_together else [range(len(job_overrides))]:
-            batch = {}
-            for position in positions:
-                overrides = job_overrides[position]
-                config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-                batch[position] = compose_job(initial_job_idx + position, overrides, config, "hydra.sweep.dir", "hydra.sweep.subdir")
-            jobs |= batch
-            if self.trains_together:
-                results.add(candidates(batch))
-        results.finish()
-        return [jobs[position] for position in range(len(job_overrides))], results
 
     def _trainer(self, sweep_dir: Path) -> Any:
         """The trainer process of this launch: the last launch's while it lives, else a new one (``None``: train here)."""
@@ -188,6 +173,63 @@ class VectorizedLauncher(Launcher):
         ret = run_composed(job, task, self.hydra_context, texts)
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return ret
+
+
+#: Batches composed (and sent to train) beyond the running job's: the first ones while the trainer imports TensorFlow.
+AHEAD = 4
+
+
+class Composer:
+    """A launch's jobs composed a batch at a time (:func:`batches`) as the run reaches them.
+
+    Before a job runs, its batch and the :data:`AHEAD` next are composed and their populations
+    planned and sent to train, so the trainer always has the next population while this one's
+    jobs are recorded; a job that may train with the candidates batches leave alone waits for
+    every batch (:meth:`Results.finish`). A composed job is let go once it is taken: the launch
+    holds at most ``AHEAD + 1`` batches of configs, however many jobs it has.
+    """
+
+    def __init__(self, launcher: "VectorizedLauncher", job_overrides: Sequence[Sequence[str]], initial_job_idx: int, results: "Results") -> None:
+        self.launcher = launcher
+        self.job_overrides = job_overrides
+        self.initial_job_idx = initial_job_idx
+        self.results = results
+        together = launcher.trains_together
+        self.order = batches(job_overrides, launcher.max_population) if together else [range(len(job_overrides))]
+        self.batch_of = {position: i for i, batch in enumerate(self.order) for position in batch}
+        self.composed = 0  # batches composed so far, in order
+        self.jobs: dict[int, "ComposedJob"] = {}
+
+    @property
+    def done(self) -> bool:
+        """Whether every batch has been composed."""
+        return self.composed == len(self.order)
+
+    def job(self, position: int) -> "ComposedJob":
+        """The composed job at ``position`` in the launch: its batch and the next ones composed first (every batch, if it waits for them)."""
+        self._through(self.batch_of[position] + AHEAD)
+        if self.results.waiting(position):
+            self._through(len(self.order))
+        return self.jobs.pop(position)
+
+    def _through(self, last: int) -> None:
+        """Compose the batches up to ``last`` (counted in :attr:`order`) not composed yet, and plan theirs."""
+        from sweep.hydra_job import compose_job
+
+        launcher = self.launcher
+        assert launcher.hydra_context is not None and launcher.config is not None
+        while not self.done and self.composed <= last:
+            batch = {}
+            for position in self.order[self.composed]:
+                overrides = self.job_overrides[position]
+                config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(overrides))
+                batch[position] = compose_job(self.initial_job_idx + position, overrides, config, "hydra.sweep.dir", "hydra.sweep.subdir")
+            self.jobs |= batch
+            self.composed += 1
+            if launcher.trains_together:
+                self.results.add(candidates(batch))
+            if self.done:
+                self.results.finish()
 
 
 def batches(job_overrides: Sequence[Sequence[str]], max_population: int) -> list[Sequence[int]]:
@@ -296,7 +338,7 @@ class Results:
         self.chunks: dict[int, list[Candidate]] = {}  # position -> its population
         self.reused: set[int] = set()  # positions of jobs whose completed record is in the sweep
         self.planned: dict[str, int] = {}  # fingerprint -> the position of its population's member
-        self.alone: list[Candidate] = []  # candidates of the batches so far in no population
+        self.alone: dict[int, Candidate] = {}  # position -> a candidate of the batches so far in no population
         self.twins: dict[int, int] = {}  # position -> a later member of the same config, whose training it takes
         self.taken: set[int] = set()  # members whose training was taken, by their job or an earlier twin
         self.checked: dict[int, list] = {}  # id(chunk) -> each member's dataset and folds
@@ -308,7 +350,7 @@ class Results:
         """Plan ``found``'s populations (:func:`plan`) and :meth:`send` them; those left alone wait for :meth:`finish`."""
         chunks = plan(found, self.max_population, self.planned)
         self.reused |= {candidate.index for candidate in found if candidate.reusable}
-        self.alone += [candidate for candidate in found if candidate.index not in chunks and not candidate.reusable]
+        self.alone |= {candidate.index: candidate for candidate in found if candidate.index not in chunks and not candidate.reusable}
         self.send(chunks)
 
     def finish(self) -> None:
@@ -318,16 +360,29 @@ class Results:
         by group, not in launch order) takes that member's training: the first job of a
         config trains it, and the later one reuses its record, as with no batches.
         """
-        self.send(plan(self.alone, self.max_population, self.planned))
-        for candidate in self.alone:
+        self.send(plan(list(self.alone.values()), self.max_population, self.planned))
+        for candidate in self.alone.values():
             member = self.planned.get(candidate.fingerprint)
             if candidate.index not in self.chunks and member is not None and candidate.index < member:
                 self.twins[candidate.index] = member
-        self.alone = []
+        self.alone = {}
+
+    def waiting(self, position: int) -> bool:
+        """Whether the job at ``position`` is a candidate its batch left alone: :meth:`finish` decides whether it trains with others."""
+        return position in self.alone
 
     def coming(self, position: int) -> bool:
         """Whether the job at ``position`` may get its training from a population (:meth:`take`)."""
         return position in self.chunks or position in self.twins
+
+    def release(self, position: int) -> None:
+        """Let go of what the job at ``position`` needed, now that it has run: its candidate, and its population's data and
+        folds once every member has run."""
+        chunk = self.chunks.pop(position, None)
+        if chunk is not None and not any(member.index in self.chunks for member in chunk):
+            self.checked.pop(id(chunk), None)
+            self.sent.pop(id(chunk), None)
+            self.trained_here.discard(id(chunk))
 
     def send(self, chunks: dict[int, list[Candidate]]) -> None:
         """Check each population's data and folds and, with a trainer process, send it to train."""
